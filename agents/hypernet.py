@@ -1,6 +1,6 @@
 """Task-conditioned hypernetwork Q-function (von Oswald et al. 2020, "Continual learning with hypernetworks").
 
-The Q-network (a Nature CNN, optionally narrower) owns no weights. A chunked hypernetwork ``f_h`` generates all of
+The Q-network (the family's DQN CNN, ``agents.networks.ConvQNetwork``, optionally narrower) owns no weights. A chunked hypernetwork ``f_h`` generates all of
 them from a learned per-game embedding ``e_t``:
 
     theta_t = f_h(e_t) = concat_k MLP([e_t, c_k]) * s        (the paper's chunked hypernetwork, Sec. 3)
@@ -13,7 +13,8 @@ larger than the MLP's last hidden layer, the hypernetwork has fewer parameters t
 
 Only the current game's embedding trains; earlier ones are frozen (``requires_grad`` off) and protected by the
 method's output regularizer (``crl.methods.hypernet``). Generated weights are cached, under ``no_grad``, per
-game until a parameter changes, so acting, evaluation and the DQN target network run no hypernetwork per step.
+game until the network's explicit ``parameter_version`` advances (the agent advances it after every optimizer step
+and load), so acting, evaluation and the DQN target network run no hypernetwork per step.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from gymnasium import spaces
 from torch import nn
 from torch.func import functional_call
 
-from agents.networks import NatureQNetwork, TaskQNetwork, register_network
+from agents.networks import ConvQNetwork, TaskQNetwork, register_network
 
 
 def hypernet_mlp(in_dim: int, hidden: Sequence[int], out_dim: int) -> nn.Sequential:
@@ -51,14 +52,14 @@ def hypernet_mlp(in_dim: int, hidden: Sequence[int], out_dim: int) -> nn.Sequent
 
 @register_network("hypernet")
 class HyperQNetwork(TaskQNetwork):
-    """Nature-CNN Q-network whose weights a chunked hypernetwork generates from a per-game embedding.
+    """DQN CNN Q-network whose weights a chunked hypernetwork generates from a per-game embedding.
 
     :param embedding_dim: size of each game's embedding ``e_t``
     :param chunk_embedding_dim: size of each chunk embedding ``c_k``
     :param hyper_hidden: hidden layer sizes of the hypernetwork MLP
     :param chunk_size: weights generated per MLP call (the MLP's output size)
-    :param conv_channels: the generated Q-network's convolution widths (Nature: 32, 64, 64)
-    :param hidden: the generated Q-network's dense units (Nature: 512)
+    :param conv_channels: the generated Q-network's convolution widths (None: the torso's, e.g. Nature 32, 64, 64)
+    :param hidden: the generated Q-network's dense units (None: the torso's, e.g. Nature 512)
     """
 
     def __init__(
@@ -69,15 +70,15 @@ class HyperQNetwork(TaskQNetwork):
         chunk_embedding_dim: int = 32,
         hyper_hidden: Sequence[int] = (100,),
         chunk_size: int = 8000,
-        conv_channels: Sequence[int] = (32, 64, 64),
-        hidden: int = 512,
+        conv_channels: Sequence[int] | None = None,
+        hidden: int | None = None,
     ) -> None:
         super().__init__(observation_space, action_space)
         self.embedding_dim, self.chunk_embedding_dim = embedding_dim, chunk_embedding_dim
         self.hyper_hidden, self.chunk_size = tuple(hyper_hidden), chunk_size
-        self.conv_channels, self.hidden = tuple(conv_channels), hidden
         with th.device("meta"):  # shapes and forward pass only: meta tensors take no memory
-            architecture = NatureQNetwork(observation_space, action_space, self.conv_channels, hidden)
+            architecture = ConvQNetwork(observation_space, action_space, conv_channels, hidden)
+        self.conv_channels, self.hidden = architecture.conv_channels, architecture.hidden
         # kept out of the module tree: its meta parameters must not reach state_dict(), parameters() or .to()
         self.__dict__["architecture"] = architecture
         params = dict(architecture.named_parameters())
@@ -92,7 +93,7 @@ class HyperQNetwork(TaskQNetwork):
         self.hypernet = hypernet_mlp(embedding_dim + chunk_embedding_dim, self.hyper_hidden, chunk_size)
         self.chunk_embeddings = nn.Parameter(th.randn(self.num_chunks, chunk_embedding_dim))
         self.task_embeddings = nn.ParameterList()
-        self._cache_key: tuple[tuple[int, int], ...] | None = None
+        self._cache_version: int | None = None  # parameter_version the cached weights were generated at
         self._cache: dict[int, dict[str, th.Tensor]] = {}
 
     # --- task handling -------------------------------------------------------------------------------
@@ -127,21 +128,21 @@ class HyperQNetwork(TaskQNetwork):
         return chunks.flatten(1)[:, : self.num_weights] * self.weight_scale
 
     def unflatten(self, flat: th.Tensor) -> dict[str, th.Tensor]:
-        """Split one flat weight vector into the Q-network's named tensors (a ``NatureQNetwork`` state dict)."""
+        """Split one flat weight vector into the Q-network's named tensors (a ``ConvQNetwork`` state dict)."""
         pieces = flat.split([shape.numel() for shape in self.weight_shapes.values()])
         return {name: w.view(shape) for (name, shape), w in zip(self.weight_shapes.items(), pieces)}
 
     def weights(self, task_id: int) -> dict[str, th.Tensor]:
-        """The Q-network's weights for ``task_id``: differentiable under grad, else cached until a parameter changes.
+        """The Q-network's weights for ``task_id``: differentiable under grad, else cached until the parameters change.
 
-        The cache key holds every parameter's storage and in-place version counter (bumped by optimizer steps,
-        ``load_state_dict`` and :meth:`update_target`), so a stale entry is never returned.
+        The cache is keyed on :attr:`parameter_version`, which whoever writes the parameters advances (the agent after
+        every optimizer step; loads, :meth:`update_target` and growth by themselves; a move to another device drops
+        the cache), so a stale entry is never returned.
         """
         if th.is_grad_enabled():
             return self.unflatten(self.generate([task_id])[0])
-        key = tuple((p.data_ptr(), p._version) for p in self.parameters())
-        if key != self._cache_key:
-            self._cache_key, self._cache = key, {}
+        if self._cache_version != self.parameter_version:
+            self._cache_version, self._cache = self.parameter_version, {}
         if task_id not in self._cache:
             self._cache[task_id] = self.unflatten(self.generate([task_id])[0])
         return self._cache[task_id]
@@ -153,8 +154,9 @@ class HyperQNetwork(TaskQNetwork):
     def update_target(self, target: TaskQNetwork, tau: float) -> None:
         """``target <- tau * self + (1 - tau) * target`` over hypernetwork and embeddings (tau = 1: a copy).
 
-        In-place under ``no_grad``, so the target's cached weights expire: its next forward generates the current
-        game's weights once and reuses that snapshot until the next update (no hypernetwork call per step).
+        In-place under ``no_grad``; the target's ``parameter_version`` advances, so its cached weights expire: its next
+        forward generates the current game's weights once and reuses that snapshot until the next update (no
+        hypernetwork call per step).
         """
         target.grow_to(self.num_tasks)
         target.task_id = self.task_id
@@ -164,6 +166,12 @@ class HyperQNetwork(TaskQNetwork):
                     target_param.copy_(param)
                 else:
                     target_param.lerp_(param, tau)
+        target.parameters_changed()
+
+    def _apply(self, fn: Any, recurse: bool = True) -> "HyperQNetwork":
+        """``.to(device)`` and friends replace the parameters: cached weights are dropped with them."""
+        self._cache, self._cache_version = {}, None
+        return super()._apply(fn, recurse)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         return dict(
@@ -172,6 +180,6 @@ class HyperQNetwork(TaskQNetwork):
             chunk_embedding_dim=self.chunk_embedding_dim,
             hyper_hidden=list(self.hyper_hidden),
             chunk_size=self.chunk_size,
-            conv_channels=list(self.conv_channels),
+            conv_channels=None if self.conv_channels is None else list(self.conv_channels),
             hidden=self.hidden,
         )

@@ -12,7 +12,8 @@ and before loading a checkpoint, so the saved state dict always matches the rebu
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence
 
 import torch as th
 from gymnasium import spaces
@@ -20,14 +21,54 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.utils import polyak_update
 from torch import nn
 
-NATURE_CONV = ((32, 8, 4), (64, 4, 2), (64, 3, 1))  # (out_channels, kernel, stride): Mnih et al. 2015
+ConvLayers = tuple[tuple[int, int, int], ...]  # (out_channels, kernel, stride) per unpadded convolution
 
 
-def conv_output_size(size: int, layers: tuple[tuple[int, int, int], ...]) -> int:
+@dataclass(frozen=True)
+class Torso:
+    """The DQN convolutional torso of a game family: its convolutions and dense width.
+
+    ``nature``: Mnih et al. 2015 on 84x84 Atari frame stacks (conv 32 8x8/4, 64 4x4/2, 64 3x3/1, dense 512).
+    ``minatar``: Young & Tian 2019 on 10x10 MinAtar grids (conv 16 3x3/1, dense 128).
+    """
+
+    name: str
+    conv: ConvLayers
+    hidden: int
+
+    def layers(self, conv_channels: Sequence[int] | None = None) -> ConvLayers:
+        """The convolutions with ``conv_channels`` as their widths (None: the torso's own)."""
+        if conv_channels is None:
+            return self.conv
+        if len(conv_channels) != len(self.conv) or min(conv_channels) < 1:
+            raise ValueError(
+                f"the {self.name} torso has {len(self.conv)} convolution(s): conv_channels needs "
+                f"{len(self.conv)} positive widths, got {list(conv_channels)}"
+            )
+        return tuple((int(c), k, s) for c, (_, k, s) in zip(conv_channels, self.conv))
+
+
+TORSOS = {
+    "nature": Torso("nature", ((32, 8, 4), (64, 4, 2), (64, 3, 1)), 512),
+    "minatar": Torso("minatar", ((16, 3, 1),), 128),
+}
+
+
+def torso_for(observation_space: spaces.Box) -> Torso:
+    """The torso that fits the observations: MinAtar's for small grids (10x10), the Nature CNN for 84x84 frames."""
+    side = observation_space.shape[1]
+    return TORSOS["nature"] if side >= 36 else TORSOS["minatar"]
+
+
+def conv_output_size(size: int, layers: ConvLayers) -> int:
     """Spatial side length after a stack of unpadded convolutions (84 -> 20 -> 9 -> 7 for the Nature CNN)."""
     for _, kernel, stride in layers:
         size = (size - kernel) // stride + 1
     return size
+
+
+def _parameters_loaded(network: "TaskQNetwork", _incompatible_keys: Any) -> None:
+    network.parameters_changed()
 
 
 class TaskQNetwork(BasePolicy):
@@ -41,6 +82,17 @@ class TaskQNetwork(BasePolicy):
         super().__init__(observation_space, action_space, normalize_images=False)
         self.task_id = 0
         self.num_tasks = 0
+        self.parameter_version = 0  # advanced by parameters_changed(); caches of derived weights key on it
+        self.register_load_state_dict_post_hook(_parameters_loaded)  # also when a parent module loads
+
+    def parameters_changed(self) -> None:
+        """Declare that parameter values changed (optimizer step, load, target update, growth).
+
+        Whoever writes parameters calls this: the agent after every optimizer step, the network itself after a
+        ``load_state_dict`` (also one of a parent module), a target update or growth. A network that caches tensors derived from its parameters (the hypernetwork's
+        generated weights) keys the cache on :attr:`parameter_version`, so it never serves stale values.
+        """
+        self.parameter_version += 1
 
     # --- task handling -------------------------------------------------------------------------------
     def grow_to(self, num_tasks: int) -> bool:
@@ -50,6 +102,8 @@ class TaskQNetwork(BasePolicy):
             self._add_task(self.num_tasks)
             self.num_tasks += 1
             grew = True
+        if grew:
+            self.parameters_changed()
         return grew
 
     def _add_task(self, task_id: int) -> None:
@@ -74,6 +128,7 @@ class TaskQNetwork(BasePolicy):
         target.grow_to(self.num_tasks)
         target.task_id = self.task_id
         polyak_update(self.parameters(), target.parameters(), tau)
+        target.parameters_changed()
 
     # --- forward -------------------------------------------------------------------------------------
     def q_values(self, x: th.Tensor, task_id: int) -> th.Tensor:
@@ -112,42 +167,51 @@ class TaskModulation(nn.Module):
         return (h + self.biases[task_id].view(shape)) * self.gains[task_id].view(shape)
 
 
-class NatureQNetwork(TaskQNetwork):
-    """Nature DQN CNN (Mnih et al. 2015): conv 32 8x8/4, 64 4x4/2, 64 3x3/1, dense 512, one Q per action.
+class ConvQNetwork(TaskQNetwork):
+    """The DQN CNN of the observations' game family (:func:`torso_for`), one Q-value per action.
 
-    With ``task_modulation`` every layer gets per-task biases and gains (Kirkpatrick et al. 2017, Atari agent).
-    ``conv_channels``/``hidden`` change the widths (the EWC paper used 128 channels in conv 3 and 1024 units).
+    On Atari the Nature CNN (Mnih et al. 2015), on MinAtar Young & Tian 2019's network. With ``task_modulation``
+    every layer gets per-task biases and gains (Kirkpatrick et al. 2017, Atari agent). ``conv_channels``/``hidden``
+    change the widths (None: the torso's own; the EWC paper used 32-64-128 channels and 1024 units on Atari).
     """
 
     def __init__(
         self,
         observation_space: spaces.Box,
         action_space: spaces.Discrete,
-        conv_channels: tuple[int, int, int] = (32, 64, 64),
-        hidden: int = 512,
+        conv_channels: Sequence[int] | None = None,
+        hidden: int | None = None,
         task_modulation: bool = False,
     ) -> None:
         super().__init__(observation_space, action_space)
+        torso = torso_for(observation_space)
+        layers = torso.layers(conv_channels)
         in_channels, side = observation_space.shape[0], observation_space.shape[1]
-        layers = tuple((c, k, s) for c, (_, k, s) in zip(conv_channels, NATURE_CONV))
-        self.conv_channels, self.hidden, self.task_modulation = tuple(conv_channels), hidden, task_modulation
+        self.conv_channels = None if conv_channels is None else tuple(int(c) for c in conv_channels)
+        self.hidden = torso.hidden if hidden is None else int(hidden)
+        self.task_modulation = task_modulation
         self.convs = nn.ModuleList()
         for out_channels, kernel, stride in layers:
             self.convs.append(nn.Conv2d(in_channels, out_channels, kernel, stride))
             in_channels = out_channels
         flat = in_channels * conv_output_size(side, layers) ** 2
-        self.fc = nn.Linear(flat, hidden)
-        self.head = nn.Linear(hidden, int(action_space.n))
-        self.modulations = nn.ModuleList(
-            [TaskModulation(m.out_channels) for m in self.convs] + [TaskModulation(hidden), TaskModulation(int(action_space.n))]
-            if task_modulation
-            else []
-        )
+        self.fc = nn.Linear(flat, self.hidden)
+        self.head = nn.Linear(self.hidden, int(action_space.n))
+        widths = [m.out_channels for m in self.convs] + [self.hidden, int(action_space.n)]
+        self.modulations = nn.ModuleList([TaskModulation(w) for w in widths] if task_modulation else [])
 
     def _add_task(self, task_id: int) -> None:
         device = self.head.weight.device
         for modulation in self.modulations:
             modulation.add_task(device)
+
+    def set_task(self, task_id: int) -> None:
+        """Select ``task_id``; of the per-task biases and gains only its own train from now on."""
+        super().set_task(task_id)
+        for modulation in self.modulations:
+            for i, (bias, gain) in enumerate(zip(modulation.biases, modulation.gains)):
+                bias.requires_grad_(i == task_id)
+                gain.requires_grad_(i == task_id)
 
     def shared_named_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
         return ((n, p) for n, p in self.named_parameters() if not n.startswith("modulations."))
@@ -158,8 +222,9 @@ class NatureQNetwork(TaskQNetwork):
     def q_values(self, x: th.Tensor, task_id: int) -> th.Tensor:
         for i, conv in enumerate(self.convs):
             x = th.relu(self._modulate(i, conv(x), task_id))
-        x = th.relu(self._modulate(3, self.fc(x.flatten(1)), task_id))
-        return self._modulate(4, self.head(x), task_id)
+        n = len(self.convs)
+        x = th.relu(self._modulate(n, self.fc(x.flatten(1)), task_id))
+        return self._modulate(n + 1, self.head(x), task_id)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         return dict(
@@ -170,7 +235,7 @@ class NatureQNetwork(TaskQNetwork):
         )
 
 
-NETWORKS: dict[str, Callable[..., TaskQNetwork]] = {"nature": NatureQNetwork}
+NETWORKS: dict[str, Callable[..., TaskQNetwork]] = {"conv": ConvQNetwork}
 
 
 def register_network(kind: str) -> Callable[[type[TaskQNetwork]], type[TaskQNetwork]]:
@@ -186,7 +251,7 @@ def register_network(kind: str) -> Callable[[type[TaskQNetwork]], type[TaskQNetw
 def build_q_network(observation_space: spaces.Box, action_space: spaces.Discrete, spec: dict[str, Any]) -> TaskQNetwork:
     """Build a network from a declarative spec ``{"kind": ..., **kwargs}`` (what methods return, what SB3 saves)."""
     spec = dict(spec)
-    kind = spec.pop("kind", "nature")
+    kind = spec.pop("kind", "conv")
     if kind not in NETWORKS:
         raise ValueError(f"unknown network kind {kind!r}; known: {', '.join(sorted(NETWORKS))}")
     return NETWORKS[kind](observation_space, action_space, **spec)

@@ -1,6 +1,7 @@
 """Progressive neural network Q-function (Rusu et al. 2016, "Progressive Neural Networks").
 
-One Nature-CNN column per task. Column ``k`` reads, at every layer but the first, the previous layer's
+One column per task, laid out like the family's DQN CNN (``agents.networks.torso_for``: the Nature CNN on
+Atari, Young & Tian's one-convolution network on MinAtar). Column ``k`` reads, at every layer but the first, the previous layer's
 activations of all earlier columns through a non-linear lateral adapter (the paper's eq. 2):
 
     h_i^(k) = relu( W_i^(k) h_{i-1}^(k) + U_i^(k) relu( V_i^(k) [a_{i-1}^(k:j) h_{i-1}^(j)]_{j<k} ) )
@@ -23,22 +24,30 @@ from gymnasium import spaces
 from stable_baselines3.common.utils import polyak_update
 from torch import nn
 
-from agents.networks import NATURE_CONV, TaskQNetwork, conv_output_size, register_network
+from agents.networks import Torso, TaskQNetwork, conv_output_size, register_network, torso_for
 
-# (conv1, conv2, conv3 channels, hidden units): the Nature DQN, and the paper's smaller Atari columns.
-WIDTHS: dict[str, tuple[int, int, int, int]] = {"nature": (32, 64, 64, 512), "paper": (12, 12, 12, 256)}
+# Named column widths: "dqn" is the torso's own network; "paper" the paper's Atari columns (12 maps per conv, 256 units).
+WIDTHS = ("dqn", "paper")
+PAPER_ATARI_COLUMN = (12, 12, 12, 256)
 
 
-def resolve_width(width: str | Sequence[int]) -> tuple[int, int, int, int]:
-    """A width name from :data:`WIDTHS`, or four explicit sizes ``[c1, c2, c3, hidden]``."""
+def resolve_width(width: str | Sequence[int], torso: Torso) -> tuple[int, ...]:
+    """Column sizes ``(conv channels..., hidden)`` for ``torso``: a name from :data:`WIDTHS` or explicit sizes."""
     if isinstance(width, str):
-        if width not in WIDTHS:
-            raise ValueError(f"unknown progressive width {width!r}; known: {', '.join(sorted(WIDTHS))}")
-        return WIDTHS[width]
+        if width == "dqn":
+            return (*(c for c, _, _ in torso.conv), torso.hidden)
+        if width == "paper":
+            if torso.name != "nature":
+                raise ValueError("progressive.width=paper is the paper's Atari column; use dqn on this game family")
+            return PAPER_ATARI_COLUMN
+        raise ValueError(f"unknown progressive width {width!r}; known: {', '.join(WIDTHS)}")
     sizes = tuple(int(n) for n in width)
-    if len(sizes) != 4 or min(sizes) < 1:
-        raise ValueError(f"progressive width must be a name or 4 positive sizes [c1, c2, c3, hidden], got {width!r}")
-    return sizes  # type: ignore[return-value]
+    if len(sizes) != len(torso.conv) + 1 or min(sizes) < 1:
+        raise ValueError(
+            f"progressive width must be a name or {len(torso.conv) + 1} positive sizes [conv channels..., hidden] "
+            f"for the {torso.name} torso, got {width!r}"
+        )
+    return sizes
 
 
 class Lateral(nn.Module):
@@ -64,10 +73,11 @@ class Lateral(nn.Module):
 
 @register_network("progressive")
 class ProgressiveQNetwork(TaskQNetwork):
-    """A column per task (Nature CNN layout), earlier columns frozen, lateral adapters between them.
+    """A column per task (the family's DQN CNN layout), earlier columns frozen, lateral adapters between them.
 
-    ``width``: ``"nature"`` (32-64-64 channels, 512 units), ``"paper"`` (12 maps per conv layer, 256 units, the
-    paper's Atari columns) or explicit ``[c1, c2, c3, hidden]``. ``adapters=False`` gives independent columns
+    ``width``: ``"dqn"`` (the torso's own widths: 32-64-64 channels and 512 units on Atari, 16 channels and 128
+    units on MinAtar), ``"paper"`` (12 maps per conv layer, 256 units, the paper's Atari columns) or explicit
+    ``[conv channels..., hidden]``. ``adapters=False`` gives independent columns
     (the ablation without transfer). ``alpha_init`` starts every adapter scalar (the paper tried 1, 0.1, 0.01).
     The network always holds at least one column.
     """
@@ -76,7 +86,7 @@ class ProgressiveQNetwork(TaskQNetwork):
         self,
         observation_space: spaces.Box,
         action_space: spaces.Discrete,
-        width: str | Sequence[int] = "nature",
+        width: str | Sequence[int] = "dqn",
         adapters: bool = True,
         alpha_init: float = 0.1,
     ) -> None:
@@ -84,8 +94,9 @@ class ProgressiveQNetwork(TaskQNetwork):
         self.width = width if isinstance(width, str) else list(width)
         self.adapters = adapters
         self.alpha_init = float(alpha_init)
-        *channels, self.hidden = resolve_width(width)
-        self.conv_layers = tuple((c, k, s) for c, (_, k, s) in zip(channels, NATURE_CONV))
+        torso = torso_for(observation_space)
+        *channels, self.hidden = resolve_width(width, torso)
+        self.conv_layers = torso.layers(channels)
         self.in_channels = observation_space.shape[0]
         self.side = conv_output_size(observation_space.shape[1], self.conv_layers)
         self.n_actions = int(action_space.n)
@@ -95,7 +106,7 @@ class ProgressiveQNetwork(TaskQNetwork):
 
     # --- structure -----------------------------------------------------------------------------------
     def _column(self) -> nn.ModuleList:
-        """Layers of one column: conv1..conv3, the dense hidden layer (on flattened maps), the Q head."""
+        """Layers of one column: the convolutions, the dense hidden layer (on flattened maps), the Q head."""
         layers, in_channels = nn.ModuleList(), self.in_channels
         for out_channels, kernel, stride in self.conv_layers:
             layers.append(nn.Conv2d(in_channels, out_channels, kernel, stride))
@@ -105,17 +116,18 @@ class ProgressiveQNetwork(TaskQNetwork):
         return layers
 
     def _adapters(self, sources: int) -> nn.ModuleList:
-        """Adapters into layers 2..5 (conv2, conv3, dense, Q head) of a column with ``sources`` earlier columns."""
-        (c1, _, _), (c2, k2, s2), (c3, k3, s3) = self.conv_layers
+        """Adapters into every layer but the first (later convs, dense, Q head) of a column with ``sources``
+        earlier columns; each reads the previous layer's output of all earlier columns."""
         n, a = sources, self.alpha_init
-        return nn.ModuleList(
-            [
-                Lateral(n, nn.Conv2d(n * c1, c1, 1), nn.Conv2d(c1, c2, k2, s2, bias=False), a),
-                Lateral(n, nn.Conv2d(n * c2, c2, 1), nn.Conv2d(c2, c3, k3, s3, bias=False), a),
-                Lateral(n, nn.Conv2d(n * c3, c3, 1), nn.Linear(c3 * self.side**2, self.hidden, bias=False), a, flatten=True),
-                Lateral(n, nn.Linear(n * self.hidden, self.hidden), nn.Linear(self.hidden, self.n_actions, bias=False), a),
-            ]
-        )
+        adapters = nn.ModuleList()
+        for (c_in, _, _), (c_out, kernel, stride) in zip(self.conv_layers, self.conv_layers[1:]):
+            adapters.append(Lateral(n, nn.Conv2d(n * c_in, c_in, 1), nn.Conv2d(c_in, c_out, kernel, stride, bias=False), a))
+        c_last = self.conv_layers[-1][0]
+        dense_in = nn.Linear(c_last * self.side**2, self.hidden, bias=False)
+        adapters.append(Lateral(n, nn.Conv2d(n * c_last, c_last, 1), dense_in, a, flatten=True))
+        head_in = nn.Linear(self.hidden, self.n_actions, bias=False)
+        adapters.append(Lateral(n, nn.Linear(n * self.hidden, self.hidden), head_in, a))
+        return adapters
 
     def _add_task(self, task_id: int) -> None:
         device = self.device

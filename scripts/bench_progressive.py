@@ -6,7 +6,7 @@ column the current one reads from) plus gradient updates (forward and backward t
 ``train_freq`` vector steps as in the config). Wall time and process CPU time are both reported: on a machine
 shared with other jobs, CPU time is the steadier of the two. Not a test: numbers depend on the machine.
 
-    python scripts/bench_progressive.py --games Pong,Breakout,SpaceInvaders --width nature --steps 2000
+    python scripts/bench_progressive.py --games Pong,Breakout,SpaceInvaders --width dqn --steps 2000
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from crl.trainer import resolve_device  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--games", default="Pong,Breakout,SpaceInvaders", help="one game per column")
-    parser.add_argument("--width", default="nature", choices=["nature", "paper"])
+    parser.add_argument("--width", default="dqn", choices=["dqn", "paper"])
     parser.add_argument("--no-adapters", action="store_true", help="independent columns (the ablation)")
     parser.add_argument("--steps", type=int, default=2_000, help="timed env steps per column")
     parser.add_argument("--warmup", type=int, default=1_000, help="untimed env steps per column (replay warm-up)")

@@ -9,16 +9,16 @@ import torch as th
 from gymnasium import spaces
 from torch import nn
 
-from agents.networks import NatureQNetwork
+from agents.networks import ConvQNetwork
 from crl.fisher import diagonal_fisher, per_sample_log_likelihood_grads
 
 
 
 
-def tiny_nature(task_modulation: bool = True) -> NatureQNetwork:
+def tiny_nature(task_modulation: bool = True) -> ConvQNetwork:
     """A Nature-CNN-shaped network small enough to loop over samples (36x36 frames, 4 channels per conv)."""
     th.manual_seed(0)
-    net = NatureQNetwork(
+    net = ConvQNetwork(
         spaces.Box(0, 255, (4, 36, 36), dtype="uint8"), spaces.Discrete(5), conv_channels=(4, 4, 4), hidden=8,
         task_modulation=task_modulation,
     )

@@ -13,7 +13,7 @@ import torch as th
 from gymnasium import spaces
 
 from agents.hypernet import HyperQNetwork
-from agents.networks import NatureQNetwork, build_q_network
+from agents.networks import ConvQNetwork, build_q_network
 from crl.methods import make_method
 from crl.methods.base import Method, TaskInfo
 from crl.task_inference.entropy import infer_task_id, softmax_entropy
@@ -51,7 +51,7 @@ def fake_agent(net: HyperQNetwork, task_id: int, game: str = "Pong") -> SimpleNa
 def test_generated_shapes_equal_q_network_parameter_shapes(obs_space: spaces.Box, actions: spaces.Discrete, kwargs: dict) -> None:
     net = HyperQNetwork(obs_space, actions, **kwargs)
     net.grow_to(1)
-    reference = NatureQNetwork(obs_space, actions, kwargs.get("conv_channels", (32, 64, 64)), kwargs.get("hidden", 512))
+    reference = ConvQNetwork(obs_space, actions, kwargs.get("conv_channels", (32, 64, 64)), kwargs.get("hidden", 512))
     with th.no_grad():
         generated = net.weights(0)
     expected = {name: p.shape for name, p in reference.named_parameters()}
@@ -63,7 +63,7 @@ def test_forward_equals_ordinary_module_loaded_with_generated_weights() -> None:
     net = tiny_net()
     obs = tiny_obs(5)
     for task_id in range(2):
-        reference = NatureQNetwork(TINY_OBS, TINY_ACTIONS, TINY["conv_channels"], TINY["hidden"])
+        reference = ConvQNetwork(TINY_OBS, TINY_ACTIONS, TINY["conv_channels"], TINY["hidden"])
         with th.no_grad():
             reference.load_state_dict(net.weights(task_id))
             th.testing.assert_close(net(obs, task_id=task_id), reference(obs), rtol=0, atol=0)
@@ -117,7 +117,8 @@ def test_only_current_embedding_trains_and_is_not_shared() -> None:
     assert not any(name.startswith("task_embeddings") for name, _ in net.shared_named_parameters())
 
 
-def test_no_grad_weights_are_cached_until_a_parameter_changes() -> None:
+@pytest.mark.parametrize("fused", [False, True])
+def test_no_grad_weights_are_cached_until_the_parameters_are_declared_changed(fused: bool) -> None:
     net = tiny_net()
     net.set_task(0)
     calls = []
@@ -128,13 +129,17 @@ def test_no_grad_weights_are_cached_until_a_parameter_changes() -> None:
         net(obs), net(obs)
         net(obs, task_id=1), net(obs, task_id=0)
     assert len(calls) == 2  # one generation per game
-    optimizer = th.optim.Adam(net.trainable_parameters(), lr=1e-2)
+    optimizer = th.optim.Adam(net.trainable_parameters(), lr=1e-2, fused=fused)
     net(obs).sum().backward()  # with grad: generated afresh, differentiable
     optimizer.step()
     with th.no_grad():
+        stale = net(obs)
+    assert len(calls) == 3 and th.equal(stale, first)  # the cache is keyed on the explicit version, nothing else
+    net.parameters_changed()  # what the agent does after every optimizer step
+    with th.no_grad():
         after = net(obs)
-    assert len(calls) == 4 and not th.allclose(first, after)  # the optimizer step expired the cache
-    reference = NatureQNetwork(TINY_OBS, TINY_ACTIONS, TINY["conv_channels"], TINY["hidden"])
+    assert len(calls) == 4 and not th.allclose(first, after)
+    reference = ConvQNetwork(TINY_OBS, TINY_ACTIONS, TINY["conv_channels"], TINY["hidden"])
     with th.no_grad():
         reference.load_state_dict(net.unflatten(net.generate([0])[0]))
         th.testing.assert_close(after, reference(obs), rtol=0, atol=0)
@@ -293,7 +298,7 @@ def test_softmax_entropy_known_values() -> None:
 
 def test_infer_task_id_picks_lowest_entropy_task() -> None:
     th.manual_seed(0)
-    net = NatureQNetwork(TINY_OBS, TINY_ACTIONS, (2, 3, 3), 8, task_modulation=True)  # any TaskQNetwork works
+    net = ConvQNetwork(TINY_OBS, TINY_ACTIONS, (2, 3, 3), 8, task_modulation=True)  # any TaskQNetwork works
     net.grow_to(3)
     with th.no_grad():
         net.modulations[-1].gains[1].copy_(th.tensor([50.0, 0.0, 0.0]))  # task 1 strongly prefers one action

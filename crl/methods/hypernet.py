@@ -30,7 +30,7 @@ class HypernetParams(MethodParams):
     hypernetwork MLP's hidden layers; ``chunk_size``: weights per MLP output (larger: fewer chunks, bigger last
     layer); ``beta``: output-regularizer strength (the paper used 0.01 to 0.1); ``reg_subset``: earlier games
     regularized per gradient step (0: all). The generated Q-network's widths are the ``network`` section's
-    ``conv_channels`` and ``hidden`` (the same Nature CNN every method uses; narrower with smaller values)."""
+    ``conv_channels`` and ``hidden`` (the same DQN CNN every method uses; narrower with smaller values)."""
 
     embedding_dim: int = 32
     chunk_embedding_dim: int = 32
@@ -69,7 +69,7 @@ class Hypernet(Method):
         self._network_scalars: dict[str, float] = {}
 
     def q_network_spec(self, network: dict[str, Any]) -> dict[str, Any]:
-        """The hypernetwork generating a Nature CNN with the ``network`` section's widths."""
+        """The hypernetwork generating the family's DQN CNN with the ``network`` section's widths."""
         options = {k: v for k, v in network.items() if k != "kind"}
         if options.pop("task_modulation", False):
             raise ValueError("hypernet generates every weight of the Q-network; network.task_modulation does not apply")
@@ -83,9 +83,9 @@ class Hypernet(Method):
             "hyper_hidden": list(p.hidden),
             "chunk_size": p.chunk_size,
         }
-        if "conv_channels" in options:
+        if options.get("conv_channels") is not None:
             spec["conv_channels"] = [int(c) for c in options["conv_channels"]]
-        if "hidden" in options:
+        if options.get("hidden") is not None:
             spec["hidden"] = int(options["hidden"])
         return spec
 

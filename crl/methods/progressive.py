@@ -27,17 +27,18 @@ class Progressive(Method):
 
     @dataclass
     class Params(MethodParams):
-        """``width``: "nature" (32-64-64 maps, 512 units) or "paper" (12 maps per conv layer, 256 units);
+        """``width``: "dqn" (the game family's DQN widths: 32-64-64 maps and 512 units on Atari, 16 maps and 128
+        units on MinAtar) or "paper" (12 maps per conv layer, 256 units: the paper's Atari columns);
         ``adapters``: lateral connections on (False: independent columns); ``alpha_init``: start value of the
         adapters' learned scalars (the paper chose among 1, 0.1 and 0.01)."""
 
-        width: str = "nature"
+        width: str = "dqn"
         adapters: bool = True
         alpha_init: float = 0.1
 
         def validate(self) -> None:
             if self.width not in WIDTHS:
-                raise ValueError(f"width must be one of {', '.join(sorted(WIDTHS))}, got {self.width!r}")
+                raise ValueError(f"width must be one of {', '.join(WIDTHS)}, got {self.width!r}")
             if not isinstance(self.adapters, bool):
                 raise ValueError(f"adapters must be true or false, got {self.adapters!r}")
             if not self.alpha_init > 0:
