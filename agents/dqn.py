@@ -52,7 +52,7 @@ class ContinualQPolicy(DQNPolicy):
         optimizer_kwargs: dict[str, Any] | None = None,
         **_unused: Any,
     ) -> None:
-        self.network = dict(network or {"kind": "nature"})
+        self.network = dict(network or {"kind": "conv"})
         super().__init__(
             observation_space,
             action_space,
@@ -65,11 +65,20 @@ class ContinualQPolicy(DQNPolicy):
     def make_q_net(self) -> TaskQNetwork:
         return build_q_network(self.observation_space, self.action_space, self.network).to(self.device)
 
-    def rebuild_optimizer(self, learning_rate: float) -> None:
-        """A fresh optimizer over the online network's trainable parameters (state of frozen ones is dropped)."""
+    def rebuild_optimizer(self, learning_rate: float, keep_state: bool = True) -> None:
+        """A new optimizer over the online network's current trainable parameters.
+
+        With ``keep_state``, every parameter that stays trainable keeps its optimizer state (Adam moments, RMSprop
+        square averages, step counts); newly trainable ones start fresh; frozen ones leave the optimizer.
+        """
+        previous = self.optimizer
         self.optimizer = self.optimizer_class(
             list(self.q_net.trainable_parameters()), lr=learning_rate, **self.optimizer_kwargs
         )
+        if keep_state:
+            for param in self.optimizer.param_groups[0]["params"]:
+                if param in previous.state:
+                    self.optimizer.state[param] = previous.state[param]
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         return dict(super()._get_constructor_parameters(), network=self.network)
@@ -84,7 +93,8 @@ class ContinualDQN(DQN):
         ``"per-task"`` (one buffer per task, kept across revisits, as in the EWC paper)
     :param double_q: Double DQN targets (van Hasselt et al. 2016)
     :param exploration_steps: env steps of a task over which epsilon decays, after that task's warm-up
-    :param reset_optimizer: rebuild the optimizer at every task switch, not only when the parameters change
+    :param reset_optimizer: start the optimizer afresh at every task switch; otherwise the state of every parameter
+        that stays trainable is kept when the trainable set changes
     :param skip_nonfinite: drop a minibatch whose loss is NaN/inf instead of stepping (one device sync per step)
     """
 
@@ -163,9 +173,19 @@ class ContinualDQN(DQN):
 
     @classmethod
     def load(cls, path: str | os.PathLike, env: Any = None, device: th.device | str = "auto", **kwargs: Any) -> "ContinualDQN":  # type: ignore[override]
-        """Load an agent saved by :meth:`save`, its method and task structure included."""
-        with zipfile.ZipFile(path) as archive:
-            blob = th.load(io.BytesIO(archive.read(METHOD_FILE)), map_location="cpu", weights_only=False)
+        """Load an agent saved by :meth:`save`, its method and task structure included.
+
+        A zip that :meth:`save` did not write (a stock stable-baselines3 save, a damaged file) is a ValueError
+        naming the file and what it lacks.
+        """
+        try:
+            with zipfile.ZipFile(path) as archive:
+                if METHOD_FILE not in archive.namelist():
+                    raise ValueError(f"{path} is not a ContinualDQN save (it has no {METHOD_FILE}); a stock "
+                                     "stable-baselines3 zip loads with its own class, e.g. stable_baselines3.DQN.load")
+                blob = th.load(io.BytesIO(archive.read(METHOD_FILE)), map_location="cpu", weights_only=False)
+        except zipfile.BadZipFile as e:
+            raise ValueError(f"{path} is not a ContinualDQN save: {e}") from e
         module, qualname = blob["class"].split(":")
         method = getattr(importlib.import_module(module), qualname)(blob["params"])
         method.load_state_dict(blob["state"])
@@ -185,7 +205,7 @@ class ContinualDQN(DQN):
         if grew:
             self.q_net.update_target(self.q_net_target, 1.0)
         if self.reset_optimizer or trainable_before != [id(p) for p in self.q_net.trainable_parameters()]:
-            self.rebuild_optimizer()
+            self.rebuild_optimizer(keep_state=not self.reset_optimizer)
         self._switch_replay_buffer(task.task_id)
         self._start_warmup()
         self.method.before_task(self, task)
@@ -211,8 +231,8 @@ class ContinualDQN(DQN):
         """Call at the end of a task block, while that block's replay buffer is still in place."""
         self.method.after_task(self, self.current_task)
 
-    def rebuild_optimizer(self) -> None:
-        self.policy.rebuild_optimizer(self.lr_schedule(self._current_progress_remaining))
+    def rebuild_optimizer(self, keep_state: bool = True) -> None:
+        self.policy.rebuild_optimizer(self.lr_schedule(self._current_progress_remaining), keep_state)
 
     def _new_replay_buffer(self) -> ReplayBuffer:
         return self.replay_buffer_class(  # type: ignore[misc]
@@ -264,19 +284,46 @@ class ContinualDQN(DQN):
             actions = np.where(explore, np.random.randint(self.action_space.n, size=len(actions)), actions)
         return actions, state
 
+    def _store_transition(
+        self,
+        replay_buffer: ReplayBuffer,
+        buffer_action: np.ndarray,
+        new_obs: np.ndarray,
+        reward: np.ndarray,
+        dones: np.ndarray,
+        infos: list[dict[str, Any]],
+    ) -> None:
+        """SB3 stores the vector step; then ``method.on_transition`` sees the same transitions, with each ended
+        episode's real terminal observation as its next observation and time-limit cuts not counted as ends."""
+        obs = self._last_obs  # what the actions were chosen from; SB3 moves it on to new_obs
+        super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
+        next_obs = new_obs
+        ended = [i for i, done in enumerate(dones) if done and infos[i].get("terminal_observation") is not None]
+        if ended:
+            next_obs = np.array(new_obs, copy=True)
+            for i in ended:
+                next_obs[i] = infos[i]["terminal_observation"]
+        truncated = np.array([info.get("TimeLimit.truncated", False) for info in infos], dtype=bool)
+        terminated = np.asarray(dones, dtype=bool) & ~truncated
+        self.method.on_transition(self, obs, next_obs, buffer_action, reward, terminated)
+
     # --- learning --------------------------------------------------------------------------------------
-    def td_loss(self, data: ReplayBufferSamples) -> th.Tensor:
-        """Huber TD loss of a minibatch (Mnih et al. 2015), with Double DQN targets if enabled."""
+    def td_loss(self, data: ReplayBufferSamples, task_id: int | None = None) -> th.Tensor:
+        """Huber TD loss of a minibatch (Mnih et al. 2015), with Double DQN targets if enabled.
+
+        ``task_id``: evaluate online and target network as that task (None: the current one), e.g. for stored
+        transitions of an earlier game.
+        """
         discounts = data.discounts if data.discounts is not None else self.gamma
         with th.no_grad():
-            next_q = self.q_net_target(data.next_observations)
+            next_q = self.q_net_target(data.next_observations, task_id=task_id)
             if self.double_q:
-                next_actions = self.q_net(data.next_observations).argmax(dim=1, keepdim=True)
+                next_actions = self.q_net(data.next_observations, task_id=task_id).argmax(dim=1, keepdim=True)
                 next_q = next_q.gather(1, next_actions)
             else:
                 next_q = next_q.max(dim=1, keepdim=True).values
             target = data.rewards + (1 - data.dones) * discounts * next_q
-        q = self.q_net(data.observations).gather(1, data.actions.long())
+        q = self.q_net(data.observations, task_id=task_id).gather(1, data.actions.long())
         return F.smooth_l1_loss(q, target)
 
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
@@ -296,6 +343,7 @@ class ContinualDQN(DQN):
             loss.backward()
             th.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
             optimizer.step()
+            self.q_net.parameters_changed()
         self._n_updates += gradient_steps
         # kept as tensors: the trainer reads them at its logging interval, so no device sync per step
         self.last_losses = {"td_loss": td_loss.detach()}

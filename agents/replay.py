@@ -10,6 +10,12 @@ comparing the stacks themselves, so what ``sample`` rebuilds is bit-for-bit what
 observations and truncated episodes included. The ring has 1/32 spare slots for episode starts (4 frames each) and
 grows if shorter episodes need more.
 
+Observations that are not frame stacks, such as MinAtar's object planes (channels are objects, not time), are a
+"stack" of one frame: the frame is the whole observation, each transition stores its ``next_obs`` once (plus ``obs``
+at an episode start), half of SB3's two copies. ``frame_stack`` says how many frames an observation holds along its
+first axis; by default every channel of an image-sized observation (84x84 Atari frames) is a frame and a small grid
+(MinAtar's 10x10) is one frame. The choice only costs or saves memory and time: ``sample`` is exact either way.
+
 Everything lives in torch tensors on ``storage_device`` (by default the training device: on a GPU the buffer is
 resident there as uint8) and ``sample`` draws indices with torch, so a gradient step needs no host-device sync.
 """
@@ -27,16 +33,24 @@ from stable_baselines3.common.utils import get_device
 from stable_baselines3.common.vec_env import VecNormalize
 
 FRAME_MARGIN = 1 / 32  # spare frame slots per transition for episode starts: 4 frames per episode of >= 128 steps
+MIN_IMAGE_SIDE = 36  # observations at least this wide are images whose channels are stacked frames (Atari: 84)
+
+
+def default_frame_stack(obs_shape: tuple[int, ...]) -> int:
+    """Frames per ``(C, H, W)`` observation: ``C`` for images (a stack of grayscale frames), 1 for small grids."""
+    return obs_shape[0] if min(obs_shape[1:]) >= MIN_IMAGE_SIDE else 1
 
 
 class FrameReplayBuffer(ReplayBuffer):
-    """Replay buffer over frame stacks ``(stack, H, W)`` uint8 (newest frame last), storing each frame once.
+    """Replay buffer over uint8 observations ``(C, H, W)`` made of ``frame_stack`` frames (newest last), storing
+    each frame once.
 
     Same constructor, ``add``, ``sample``, ``size``, ``pos``, ``full`` and ``reset`` as SB3's ``ReplayBuffer``;
     ``samples_at`` reads given transitions, ``bytes_per_transition`` is the memory cost.
 
     :param optimize_memory_usage: accepted for SB3's signature; this buffer is always compact
     :param storage_device: where frames and transition data live (default: ``device``)
+    :param frame_stack: frames per observation, a divisor of ``C`` (default: :func:`default_frame_stack`)
     """
 
     def __init__(
@@ -49,18 +63,24 @@ class FrameReplayBuffer(ReplayBuffer):
         optimize_memory_usage: bool = False,
         handle_timeout_termination: bool = True,
         storage_device: th.device | str | None = None,
+        frame_stack: int | None = None,
     ) -> None:
-        is_stack = isinstance(observation_space, spaces.Box) and len(observation_space.shape) == 3
-        if not (is_stack and observation_space.dtype == np.uint8):
-            raise ValueError(f"FrameReplayBuffer needs (stack, height, width) uint8 frames, got {observation_space}")
+        is_image = isinstance(observation_space, spaces.Box) and len(observation_space.shape) == 3
+        if not (is_image and observation_space.dtype == np.uint8):
+            raise ValueError(f"FrameReplayBuffer needs (channels, height, width) uint8 frames, got {observation_space}")
+        channels = observation_space.shape[0]
+        stack = default_frame_stack(observation_space.shape) if frame_stack is None else frame_stack
+        if stack < 1 or channels % stack:
+            raise ValueError(f"frame_stack must divide the {channels} observation channels, got {frame_stack}")
         # BaseBuffer's set-up only: ReplayBuffer.__init__ would allocate the full-stack arrays this class replaces
         BaseBuffer.__init__(self, buffer_size, observation_space, action_space, device, n_envs=n_envs)
         self.buffer_size = max(buffer_size // n_envs, 1)
         self.optimize_memory_usage = optimize_memory_usage
         self.handle_timeout_termination = handle_timeout_termination
         self.storage_device = self.device if storage_device is None else get_device(storage_device)
-        self.stack = self.obs_shape[0]
-        frame_shape = self.obs_shape[1:]
+        self.stack = stack
+        # one frame: (H, W) when every channel is a frame (as stored before frame_stack existed), else (C/stack, H, W)
+        frame_shape = self.obs_shape[1:] if stack == channels else (channels // stack, *self.obs_shape[1:])
         capacity = self.buffer_size * n_envs
         num_slots = capacity + int(capacity * FRAME_MARGIN) + 2 * self.stack * n_envs
 
@@ -80,6 +100,10 @@ class FrameReplayBuffer(ReplayBuffer):
         self._last_next_obs = np.zeros((n_envs, *self.obs_shape), dtype=np.uint8)
         self._last_next_ids = np.zeros((n_envs, self.stack), dtype=np.int64)
         self._has_last = np.zeros(n_envs, dtype=bool)
+
+    @property
+    def frame_shape(self) -> tuple[int, ...]:
+        return tuple(self.frames.shape[1:])
 
     # --- memory accounting -----------------------------------------------------------------------------------
     @property
@@ -106,13 +130,15 @@ class FrameReplayBuffer(ReplayBuffer):
         n, stack = self.n_envs, self.stack
         obs, next_obs = np.asarray(obs), np.asarray(next_obs)
         continues = self._has_last & (obs == self._last_next_obs).reshape(n, -1).all(axis=1)
-        shifted = (next_obs[:, :-1] == obs[:, 1:]).reshape(n, -1).all(axis=1)
+        next_frames = next_obs.reshape(n, stack, *self.frame_shape)
+        obs_frames = obs.reshape(n, stack, *self.frame_shape)
+        shifted = (next_frames[:, :-1] == obs_frames[:, 1:]).reshape(n, -1).all(axis=1)  # always, for one frame
         # Frames to write, in order: whole obs stacks of envs that start an episode, then per env either the newest
         # next_obs frame (the usual case) or the whole next_obs stack.
         new_next = np.ones((n, stack), dtype=bool)
         new_next[shifted, :-1] = False
         starts = np.flatnonzero(~continues)
-        new_frames = np.concatenate([obs[starts].reshape(-1, *self.obs_shape[1:]), next_obs[new_next]])
+        new_frames = np.concatenate([obs_frames[starts].reshape(-1, *self.frame_shape), next_frames[new_next]])
 
         first = self.frames_written
         obs_ids = self._last_next_ids.copy()
@@ -177,9 +203,11 @@ class FrameReplayBuffer(ReplayBuffer):
         """The transitions at ring positions ``batch_inds`` of envs ``env_inds`` (what ``sample`` returns)."""
         batch_inds = th.as_tensor(batch_inds, device=self.storage_device)
         env_inds = th.as_tensor(env_inds, device=self.storage_device)
-        # (batch, 2 * stack, H, W): the obs stack, then the next_obs stack
+        # (batch, 2 * stack, *frame_shape): the obs stack, then the next_obs stack
         stacks = self._gather_frames(self.frame_ids[batch_inds, env_inds] % len(self.frames))
-        observations, next_observations = stacks[:, : self.stack], stacks[:, self.stack :]
+        shape = (len(stacks), *self.obs_shape)
+        observations = stacks[:, : self.stack].reshape(shape)
+        next_observations = stacks[:, self.stack :].reshape(shape)
         dones = self.dones[batch_inds, env_inds] * (1 - self.timeouts[batch_inds, env_inds])
         rewards = self.rewards[batch_inds, env_inds]
         if env is not None:  # VecNormalize works on numpy arrays

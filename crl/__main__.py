@@ -2,6 +2,16 @@
 
 import sys
 
-from crl.cli import main
 
-sys.exit(main())
+def run() -> int:
+    """The ``crl`` command. A Ctrl-C while its modules load (torch: seconds) is one line and status 130, as later."""
+    try:
+        from crl.cli import main
+    except KeyboardInterrupt:
+        print("crl: interrupted", file=sys.stderr)
+        return 130
+    return main()
+
+
+if __name__ == "__main__":
+    sys.exit(run())

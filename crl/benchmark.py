@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, Self
+from typing import Any
 
 import torch as th
 
@@ -43,7 +43,7 @@ def walk_tasks(
         else:
             agent.env.close()
             agent.set_env(env)
-        task = TaskInfo(task_id, game)
+        task = TaskInfo(task_id, game, block=task_id, seed=cfg["seed"])
         agent.set_task(task)
         yield agent, task
 
@@ -77,7 +77,7 @@ class Stopwatch:
         if self.cuda:
             th.cuda.synchronize()
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> "Stopwatch":
         self._drain()
         self._start, self._cpu_start = time.perf_counter(), time.process_time()
         return self

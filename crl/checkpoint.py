@@ -3,8 +3,10 @@
 A resume point is ``checkpoints/resume-<step>.zip`` (the agent's zip, ``ContinualDQN.load``-able, with the trainer's
 state added as ``trainer_state.pt``), optionally ``resume-<step>.replay.pkl`` (the replay buffers), and
 ``resume-<step>.sha256`` listing the SHA-256 of each. Files are written atomically (temporary file, fsync, rename) and
-the checksum file last, so a resume point without a matching checksum file is incomplete or corrupt. The newest
-``keep`` complete points are kept; older ones are deleted only after a new one is complete.
+the checksum file last, so a resume point without a matching checksum file is incomplete or corrupt. After each new
+point, the newest ``keep`` points that *verify* are kept and every other point is deleted (a corrupt or incomplete
+point never counts towards ``keep``, so it can never push out the last good one). A write that fails (a full disk)
+leaves no temporary or half-written files behind.
 """
 
 from __future__ import annotations
@@ -78,22 +80,49 @@ def set_rng_state(agent: Any, state: dict[str, Any]) -> None:
 
 
 def save_resume_point(directory: Path, agent: Any, trainer_state: dict[str, Any], with_replay: bool, keep: int = 2) -> ResumePoint:
-    """Write a complete resume point for ``agent.num_timesteps``, then prune older ones."""
+    """Write a complete resume point for ``agent.num_timesteps``, then prune (see :func:`prune`).
+
+    If a write fails (a full disk), the point's temporary and unverified files are removed and the error raised.
+    """
     point = ResumePoint(agent.num_timesteps, directory / f"resume-{agent.num_timesteps}.zip")
     state = dict(trainer_state, rng=rng_state(agent), replay_saved=with_replay)
     blob = io.BytesIO()
     th.save(state, blob)
-    agent.save(point.zip_path, extra_files={TRAINER_STATE: blob.getvalue()})
-    sums = {point.zip_path.name: sha256(point.zip_path)}
-    if with_replay:
-        buffers = {"current": agent.replay_buffer, "per_task": agent._task_buffers}
-        atomic_write(point.replay_path, pickle.dumps(buffers, protocol=pickle.HIGHEST_PROTOCOL))
-        sums[point.replay_path.name] = sha256(point.replay_path)
-    atomic_write(point.checksum_path, "".join(f"{digest}  {name}\n" for name, digest in sums.items()))
-    for old in resume_points(directory)[keep:]:
-        for path in old.files():
-            path.unlink(missing_ok=True)
+    try:
+        agent.save(point.zip_path, extra_files={TRAINER_STATE: blob.getvalue()})
+        sums = {point.zip_path.name: sha256(point.zip_path)}
+        if with_replay:
+            buffers = {"current": agent.replay_buffer, "per_task": agent._task_buffers}
+            atomic_write(point.replay_path, pickle.dumps(buffers, protocol=pickle.HIGHEST_PROTOCOL))
+            sums[point.replay_path.name] = sha256(point.replay_path)
+        atomic_write(point.checksum_path, "".join(f"{digest}  {name}\n" for name, digest in sums.items()))
+    except BaseException:
+        discard_incomplete(point)
+        raise
+    prune(directory, keep)
     return point
+
+
+def discard_incomplete(point: ResumePoint) -> None:
+    """Delete ``point``'s temporary files, and its files too unless they verify (a write that did not finish)."""
+    for path in (point.zip_path, point.replay_path, point.checksum_path):
+        path.with_name(path.name + ".tmp").unlink(missing_ok=True)
+    if verify(point) is not None:
+        for path in point.files():
+            path.unlink(missing_ok=True)
+
+
+def prune(directory: Path, keep: int) -> list[ResumePoint]:
+    """Keep the newest ``keep`` resume points that verify; delete every other one (older good points, and corrupt
+    or incomplete ones, wherever they are). Returns the points kept."""
+    kept: list[ResumePoint] = []
+    for point in resume_points(directory):
+        if len(kept) < keep and verify(point) is None:
+            kept.append(point)
+            continue
+        for path in point.files():
+            path.unlink(missing_ok=True)
+    return kept
 
 
 def resume_points(directory: Path) -> list[ResumePoint]:
@@ -102,11 +131,31 @@ def resume_points(directory: Path) -> list[ResumePoint]:
     return sorted(points, key=lambda p: p.step, reverse=True)
 
 
+# (point's files: name, size, mtime) -> verify's answer; pruning after every save then hashes each point only once
+_verified: dict[tuple[tuple[str, int, int], ...], str | None] = {}
+
+
 def verify(point: ResumePoint) -> str | None:
     """None if the point is complete and intact, else the reason it is not."""
+    try:
+        key = tuple((p.name, (st := p.stat()).st_size, st.st_mtime_ns) for p in point.files())
+    except FileNotFoundError:  # deleted meanwhile
+        return "incomplete (a file is missing)"
+    if key not in _verified:
+        _verified[key] = _verify(point)
+    return _verified[key]
+
+
+def _verify(point: ResumePoint) -> str | None:
     if not point.checksum_path.exists():
         return "incomplete (no checksum file)"
-    expected = dict(reversed(line.split("  ", 1)) for line in point.checksum_path.read_text().splitlines() if line)
+    try:
+        lines = point.checksum_path.read_text().splitlines()
+        expected = dict(reversed(line.split("  ", 1)) for line in lines if line)
+    except (UnicodeDecodeError, ValueError):
+        return "its checksum file is damaged"
+    if point.zip_path.name not in expected:
+        return f"its checksum file does not list {point.zip_path.name}"
     for name, digest in expected.items():
         path = point.zip_path.with_name(name)
         if not path.exists():

@@ -1,4 +1,4 @@
-"""The ``crl`` command line: ``crl train``, ``crl games``, ``crl report``.
+"""The ``crl`` command line: ``crl train``, ``crl games``, ``crl report``, ``crl sweep``.
 
 Bad input exits with status 2 and one line on stderr, before anything is written.
 """
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from crl import config as config_mod
+from crl import rundir
 
 # flag -> config key; a flag left out keeps the config file's or the default value
 TRAIN_FLAGS: dict[str, str] = {
@@ -33,7 +34,9 @@ TRAIN_FLAGS: dict[str, str] = {
     "checkpoint_every": "checkpoint.every",
 }
 # keys a resumed run may change without --force: they extend the budget or do not touch the experiment
-RESUME_MAY_CHANGE = ("cycles", "device", "log_every", "checkpoint.every", "checkpoint.replay", "checkpoint.keep")
+RESUME_MAY_CHANGE = rundir.RESUME_MAY_CHANGE
+# keys no resume may change, --force or not: the records (retention matrix, evaluations) are per game
+RESUME_NEVER_CHANGES = ("games",)
 
 
 class UsageError(Exception):
@@ -73,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--show-config", action="store_true", help="print the resolved configuration and exit")
     train.add_argument("--dry-run", action="store_true", help="print the preset's protocol and the resolved configuration, write nothing")
 
-    sub.add_parser("games", help="list the known games with their random/human reference scores")
+    sub.add_parser("games", help="list the known games of both families with their reference scores")
 
     try:
         from crl import report
@@ -81,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
         report = None
     if report is not None:
         report.add_arguments(sub.add_parser("report", help="figures and tables from one or more runs"))
+    from crl import sweep
+
+    sweep.add_arguments(sub.add_parser("sweep", help="many runs from a spec (methods x seeds x settings), here or on Ray"))
     return parser
 
 
@@ -104,21 +110,43 @@ def resolve_train_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def resume_config(run_dir: Path, overrides: dict[str, Any], force: bool) -> dict[str, Any]:
-    """The saved configuration of ``run_dir`` with ``overrides``; experiment-changing ones need ``force``."""
-    import yaml
+    """The saved configuration of ``run_dir`` with ``overrides``; experiment-changing ones need ``force``.
 
-    config_file = run_dir / "config.yaml"
-    if not config_file.is_file() or not (run_dir / "checkpoints").is_dir():
+    ``config.yaml`` must still be the configuration the run was started with (``run.json`` holds its fingerprint):
+    an edited one is refused, naming the keys that changed.
+    """
+    if run_dir.is_file():
+        raise UsageError(f"{run_dir} is a file, not a run directory; nothing to resume")
+    config_file = run_dir / rundir.CONFIG
+    if not config_file.is_file() or not (run_dir / rundir.CHECKPOINTS).is_dir():
         raise UsageError(f"{run_dir} is not a run directory (no config.yaml and checkpoints/); nothing to resume")
-    saved = config_mod.flatten(yaml.safe_load(config_file.read_text()))
+    if not config_file.read_text().strip():
+        raise UsageError(f"{config_file} is empty; nothing to resume")
+    try:
+        saved_flat = config_mod.load_yaml(str(config_file))  # not YAML, or not a mapping: one line
+    except config_mod.ConfigError as e:
+        raise UsageError(f"{e}; nothing to resume") from e
+    try:
+        saved = config_mod.resolve(dict(saved_flat))
+    except config_mod.ConfigError as e:
+        raise UsageError(f"{config_file}: {e}; nothing to resume") from e
+    record = rundir.read_run_record(run_dir)
+    if record is not None:
+        edited = rundir.changed_keys(record["experiment"], saved)
+        if edited:
+            raise UsageError(f"{config_file} was edited after the run started ({', '.join(edited)}): its checkpoints "
+                             "and records were made with the old values; put them back, or start a new run")
     overrides.pop("run_dir", None)
-    cfg = config_mod.resolve({**saved, **overrides})
-    new = config_mod.flatten(cfg)
-    changed = sorted(k for k in new if k not in RESUME_MAY_CHANGE and new[k] != saved.get(k))
+    cfg = config_mod.resolve({**saved_flat, **overrides})
+    changed = rundir.changed_keys(rundir.experiment(saved), cfg)
+    never = [k for k in changed if k in RESUME_NEVER_CHANGES]
+    if never:
+        raise UsageError(f"--resume cannot change {', '.join(never)} (the run's records are per game); "
+                         "start a new run instead")
     if changed and not force:
         raise UsageError(f"--resume would change the experiment ({', '.join(changed)}); add --force to do it anyway")
-    if new["cycles"] < saved["cycles"]:
-        raise UsageError(f"--resume cannot shorten the run: cycles {new['cycles']} < {saved['cycles']}")
+    if cfg["cycles"] < saved["cycles"]:
+        raise UsageError(f"--resume cannot shorten the run: cycles {cfg['cycles']} < {saved['cycles']}")
     cfg["run_dir"] = str(run_dir)
     return cfg
 
@@ -138,8 +166,46 @@ def default_run_dir(cfg: dict[str, Any]) -> Path:
 
 
 def check_run_dir(path: Path) -> None:
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+    """A new run needs a directory that does not exist yet or is empty."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"run directory {path} is a file; choose another --run-dir")
+    if path.exists() and not rundir.is_empty(path):
         raise UsageError(f"run directory {path} already exists and is not empty; choose another --run-dir")
+
+
+def check_device(device: str) -> None:
+    """``cuda`` needs a CUDA device: an absent one is an error, not a silent fall-back to the CPU."""
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError(f"device cuda: torch {torch.__version__} finds no CUDA device here; use --device cpu or auto")
+
+
+def create_run_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot create run directory {path}: {e.strerror or e}") from e
+
+
+def lock_run_dir(path: Path) -> rundir.RunLock:
+    """The run directory's lock, held until the command ends: a second writer gets one line and exit 2."""
+    try:
+        return rundir.RunLock(path).acquire()
+    except rundir.RunDirBusy as e:
+        raise UsageError(str(e)) from e
+    except OSError as e:
+        raise UsageError(f"cannot write to run directory {path}: {e.strerror or e}") from e
+
+
+def start_run_dir(run_dir: Path, cfg: dict[str, Any]) -> None:
+    """What makes a directory a (resumable) run before anything else is written: config.yaml, run.json, checkpoints/."""
+    if not rundir.is_empty(run_dir):  # another process filled it between the check and the lock
+        raise UsageError(f"run directory {run_dir} already exists and is not empty; choose another --run-dir")
+    (run_dir / rundir.CHECKPOINTS).mkdir(exist_ok=True)
+    rundir.atomic_write(run_dir / rundir.CONFIG, config_mod.dump(cfg))
+    rundir.write_run_record(run_dir, cfg)
 
 
 def format_retention(games: list[str], rows: list[list[float]], trained: list[str]) -> str:
@@ -152,6 +218,7 @@ def format_retention(games: list[str], rows: list[list[float]], trained: list[st
 
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = resolve_train_config(args)
+    check_device(cfg["device"])
     if args.dry_run and args.preset:
         from crl import presets
 
@@ -162,31 +229,72 @@ def cmd_train(args: argparse.Namespace) -> int:
     run_dir = Path(cfg["run_dir"]) if cfg["run_dir"] else default_run_dir(cfg)
     if not args.resume:
         check_run_dir(run_dir)
+        create_run_dir(run_dir)
     cfg["run_dir"] = str(run_dir)
+    lock = lock_run_dir(run_dir)  # held until this command ends; the kernel drops it if the process dies
+    try:
+        if not args.resume:
+            start_run_dir(run_dir, cfg)
+        return train_locked(args, cfg, run_dir)
+    except KeyboardInterrupt:  # Ctrl-C before the trainer's own handler is in place
+        print(f"crl: interrupted; resume with: crl train --resume {run_dir}", file=sys.stderr)
+        return 130
+    except OSError as e:
+        if e.errno not in rundir.DISK_FULL:
+            raise
+        rundir.remove_temporaries(run_dir)
+        raise UsageError(f"disk full while writing {e.filename or run_dir} ({e.strerror}); temporary files removed; "
+                         f"free some space, then: crl train --resume {run_dir}") from e
+    finally:
+        lock.release()
 
+
+def train_locked(args: argparse.Namespace, cfg: dict[str, Any], run_dir: Path) -> int:
+    """Train (or resume) into ``run_dir``, whose lock this process holds."""
     from crl import checkpoint  # heavy imports (torch, ALE) only once the input is good
     from crl.trainer import ContinualTrainer, TrainingDiverged, TrainingInterrupted
 
     trainer = ContinualTrainer(cfg, run_dir)
     resume_step = None
     if args.resume:
-        try:
-            point = checkpoint.newest_good(run_dir / "checkpoints", warn=lambda m: print(f"crl: {m}", file=sys.stderr))
-        except checkpoint.CheckpointError as e:
-            raise UsageError(str(e)) from e
-        replay_restored = trainer.restore(point)
-        resume_step = point.step
-        note = (f"resumed from {point.zip_path.name} at step {point.step} (block {trainer.block_index}, "
-                f"{trainer.block_done} steps into it)")
-        if trainer.block_done and not replay_restored:
-            note += "; replay buffers were not saved (--checkpoint-replay), so this block refills its buffer"
-        from crl import rundir
-
-        rundir.append_jsonl(run_dir / "resumes.jsonl", [{"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "note": note}])
+        record = rundir.read_run_record(run_dir)
+        if not checkpoint.resume_points(run_dir / rundir.CHECKPOINTS):
+            rundir.clear_records(run_dir)  # it stopped before its first checkpoint: start it again, from nothing
+            note = "restarted from the beginning: the run stopped before its first checkpoint"
+        else:
+            try:
+                point = checkpoint.newest_good(run_dir / rundir.CHECKPOINTS, warn=lambda m: print(f"crl: {m}", file=sys.stderr))
+            except checkpoint.CheckpointError as e:
+                raise UsageError(str(e)) from e
+            state = checkpoint.load_trainer_state(point)
+            expected = record["fingerprint"] if record else rundir.fingerprint(cfg)
+            if state.get("fingerprint", expected) != expected and not args.force:
+                raise UsageError(f"checkpoint {point.zip_path} was made with another configuration than "
+                                 f"{run_dir / rundir.CONFIG}; add --force to resume from it anyway")
+            if (state["block_index"] >= len(trainer.blocks) and (run_dir / rundir.METRICS).exists()
+                    and (run_dir / rundir.MODEL).exists()):
+                print(f"crl: {run_dir} is finished ({len(trainer.blocks)} blocks); nothing to do "
+                      f"(to train more: crl train --resume {run_dir} --cycles N)", file=sys.stderr)
+                return 0
+            replay_restored = trainer.restore(point)
+            resume_step = point.step
+            note = (f"resumed from {point.zip_path.name} at step {point.step} (block {trainer.block_index}, "
+                    f"{trainer.block_done} steps into it)")
+            if trainer.block_done and not replay_restored:
+                note += "; replay buffers were not saved (--checkpoint-replay), so this block refills its buffer"
+        forced = rundir.changed_keys(record["experiment"], cfg) if record else []
+        if forced:
+            note += f"; --force changed {', '.join(forced)}"
+        if forced or record is None:  # later resumes check against what this one trains with
+            rundir.write_run_record(run_dir, cfg)
+        rundir.append_jsonl(run_dir / rundir.RESUMES, [{"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "note": note}])
         print(f"crl: {note}", file=sys.stderr)
     else:
+        steps = trainer.sequence.steps_per_game
+        rounded = (f" (rounded up to {steps}: the agent steps in rollouts of n_envs x train_freq = "
+                   f"{cfg['n_envs'] * cfg['agent']['train_freq']})" if steps != cfg["steps_per_game"] else "")
         print(f"training {cfg['method']} on {', '.join(cfg['games'])} x {cfg['cycles']} cycle(s), "
-              f"{cfg['steps_per_game']} steps per game -> {run_dir}", file=sys.stderr)
+              f"{cfg['steps_per_game']} steps per game{rounded} -> {run_dir}", file=sys.stderr)
     try:
         summary = trainer.run(resume_step=resume_step)
     except TrainingInterrupted as e:
@@ -199,7 +307,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     trained = [trainer.games[t] for t in trainer.trained_at]
     print("\nRetention matrix (mean evaluation return of each game after each block):")
     print(format_retention(trainer.games, trainer.retention, trained))
-    print(f"\ntotal clipped HNS {summary['total_clipped_hns']:.3f}   average final return {summary['average_final_return']:.2f}")
+    from crl.metrics import reference_scores
+
+    rated = [g for g in trainer.games if g in reference_scores()]
+    hns = (f"total clipped HNS {summary['total_clipped_hns']:.3f} (over {', '.join(rated)})   " if rated
+           else "no HNS: no game has human reference scores   ")
+    print(f"\n{hns}average final return {summary['average_final_return']:.2f}")
     print(f"run directory: {run_dir}")
     print(f"tensorboard --logdir {run_dir / 'tb'}")
     return 0
@@ -207,14 +320,19 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_games(_: argparse.Namespace) -> int:
     from crl.metrics import reference_scores
+    from crl.normalization import minatar_reference_scores, score_name
     from envs import known_games
 
-    refs = reference_scores()
-    print(f"{'game':24}{'random':>12}{'human':>12}")
-    for game in known_games():
-        random, human = refs.get(game, (None, None))
-        ref = f"{random:12.1f}{human:12.1f}" if random is not None else f"{'-':>12}{'-':>12}"
-        print(f"{game:24}{ref}")
+    tables = (("atari", "human", reference_scores()), ("minatar", "dqn", minatar_reference_scores()))
+    for index, (family, top, refs) in enumerate(tables):
+        if index:
+            print()
+        print(f"{family} games (normalized score: {score_name(family)})")
+        print(f"{'game':24}{'random':>12}{top:>12}")
+        for game in known_games(family):
+            random, best = refs.get(game, (None, None))
+            ref = f"{random:12.1f}{best:12.1f}" if random is not None else f"{'-':>12}{'-':>12}"
+            print(f"{game:24}{ref}")
     return 0
 
 
@@ -225,12 +343,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_train(args)
         if args.command == "games":
             return cmd_games(args)
+        if args.command == "sweep":
+            from crl import sweep
+
+            return sweep.main(args)
         from crl import report
 
-        return report.main(args)
+        try:
+            return report.main(args)
+        except BrokenPipeError:
+            raise
+        except OSError as e:  # e.g. --out where nothing can be written
+            raise UsageError(f"report: cannot write {e.filename or args.out}: {e.strerror or e}") from e
     except (UsageError, config_mod.ConfigError) as e:
         print(f"crl: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("crl: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from typing import Any
 
 import yaml
@@ -46,6 +47,15 @@ DEFAULTS: dict[str, Any] = {
         "noop_max": 30,
         "clip_rewards": True,
         "max_episode_steps": 27_000,  # agent steps (108,000 frames, the standard cap)
+        "fire_reset": True,  # press FIRE after each reset in games that have it (ale_py's default; DQN papers: no)
+    },
+    "minatar": {  # the MinAtar games' options (``env`` holds the Atari ones); MinAtar's own defaults
+        "sticky_actions": 0.1,
+        "difficulty_ramping": True,
+        "clip_rewards": True,
+        # agent steps (= MinAtar frames): 4x Freeway's fixed 2,500, far beyond random or DQN-reference play, but a
+        # bound on Seaquest/Asterix episodes a good policy could otherwise make endless (0: no cap)
+        "max_episode_steps": 10_000,
     },
     "agent": {
         "learning_rate": 1e-4,
@@ -69,8 +79,8 @@ DEFAULTS: dict[str, Any] = {
     },
     "network": {
         "task_modulation": False,
-        "conv_channels": [32, 64, 64],
-        "hidden": 512,
+        "conv_channels": None,  # null: the torso's own (Nature CNN 32,64,64 on Atari; MinAtar 16), or one width per conv
+        "hidden": None,  # null: the torso's own (512 on Atari, 128 on MinAtar)
     },
     "log_every": 500,  # env steps between TensorBoard training scalars (and divergence checks)
     "checkpoint": {
@@ -90,9 +100,57 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "on_divergence": ("stop", "skip"),
 }
 
-POSITIVE = ("steps_per_game", "cycles", "n_envs", "eval.episodes", "eval.max_steps", "agent.buffer_size",
-            "agent.batch_size", "agent.train_freq", "agent.target_update_interval", "agent.learning_rate", "log_every", "checkpoint.keep")
-NON_NEGATIVE = ("torch_threads", "checkpoint.every", "env.max_episode_steps", "eval.every", "agent.learning_starts", "agent.exploration_steps", "seed")
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The values a numeric key may take: ``low`` to ``high`` inclusive (None: unbounded), ``low`` excluded when
+    ``low_open``, plus the single values in ``also`` (e.g. -1 for "automatic"). NaN and infinity never pass."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    also: tuple[float, ...] = ()
+
+    def __contains__(self, value: float) -> bool:
+        if value in self.also:
+            return True
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or value <= self.high
+
+    def __str__(self) -> str:
+        def fmt(v: float) -> str:
+            return str(int(v)) if float(v).is_integer() else f"{v:g}"
+
+        if self.high is not None:
+            text = f"in {'(' if self.low_open else '['}{fmt(self.low)}, {fmt(self.high)}]"
+        else:
+            text = f"{'>' if self.low_open else '>='} {fmt(self.low)}"
+        return " or ".join([*(fmt(v) for v in self.also), text])
+
+
+MAX_N_ENVS = 256  # far beyond what one process steps usefully; more only costs minutes of start-up
+SEED_MAX = 2**31 - 1  # environments take C-int seeds (crl/seeds.py derives theirs below 2**30)
+UNIT_INTERVAL, AT_LEAST_1, AT_LEAST_0, ABOVE_0 = Range(0, 1), Range(1), Range(0), Range(0, low_open=True)
+
+# The one table of numeric ranges: every key here (a list: each element) is checked before anything is written.
+# Keys not listed must still be finite numbers; a method's parameters are checked by its ``Params.validate``.
+RANGES: dict[str, Range] = {
+    "steps_per_game": AT_LEAST_1, "cycles": AT_LEAST_1, "n_envs": Range(1, MAX_N_ENVS), "seed": Range(0, SEED_MAX),
+    "torch_threads": AT_LEAST_0, "log_every": AT_LEAST_1,
+    "eval.every": AT_LEAST_0, "eval.episodes": AT_LEAST_1, "eval.max_steps": AT_LEAST_1, "eval.epsilon": UNIT_INTERVAL,
+    "env.sticky_actions": UNIT_INTERVAL, "env.frame_skip": AT_LEAST_1, "env.noop_max": AT_LEAST_0,
+    "env.max_episode_steps": AT_LEAST_0,
+    "minatar.sticky_actions": UNIT_INTERVAL, "minatar.max_episode_steps": AT_LEAST_0,
+    "agent.learning_rate": ABOVE_0, "agent.rmsprop_alpha": UNIT_INTERVAL, "agent.optimizer_eps": AT_LEAST_0,
+    "agent.buffer_size": AT_LEAST_1, "agent.learning_starts": AT_LEAST_0, "agent.batch_size": AT_LEAST_1,
+    "agent.gamma": UNIT_INTERVAL, "agent.train_freq": AT_LEAST_1, "agent.gradient_steps": Range(1, also=(-1,)),
+    "agent.target_update_interval": AT_LEAST_1, "agent.exploration_initial_eps": UNIT_INTERVAL,
+    "agent.exploration_final_eps": UNIT_INTERVAL, "agent.exploration_steps": AT_LEAST_0, "agent.max_grad_norm": ABOVE_0,
+    "network.conv_channels": AT_LEAST_1, "network.hidden": AT_LEAST_1,  # null: the torso's own
+    "checkpoint.every": AT_LEAST_0, "checkpoint.keep": AT_LEAST_1,
+}
 
 
 def defaults() -> dict[str, Any]:
@@ -117,13 +175,26 @@ def flatten(cfg: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# Keys whose default is null ("the torso's own"): the type a set value must have, as an example value.
+NULLABLE_TYPES: dict[str, Any] = {"network.conv_channels": [0], "network.hidden": 0}
+
+
 def _coerce(key: str, value: Any, default: Any) -> Any:
     """Convert ``value`` (from YAML or a ``--set`` string) to the type of ``default``."""
+    if default is None and key in NULLABLE_TYPES:
+        if isinstance(value, str) and value.strip().lower() in ("", "null", "none", "~"):
+            return None
+        return None if value is None else _coerce(key, value, NULLABLE_TYPES[key])
     if isinstance(value, str) and not isinstance(default, str) and default is not None:
         try:
             value = yaml.safe_load(value)
         except yaml.YAMLError as e:
             raise ConfigError(f"{key}: cannot parse {value!r}") from e
+    if isinstance(value, str) and isinstance(default, (int, float)) and not isinstance(default, bool):
+        try:  # YAML 1.1 reads 1e-4 (no dot) as a string; Python reads it, and 1_000, as a number
+            value = float(value) if isinstance(default, float) or not value.strip().lstrip("+-").isdigit() else int(value)
+        except ValueError:
+            pass  # not a number: the type error below names the key
     if default is None or value is None:
         return value
     if isinstance(default, bool):
@@ -198,30 +269,27 @@ def resolve(overrides: dict[str, Any]) -> dict[str, Any]:
 
 def validate(cfg: dict[str, Any]) -> None:
     """Range and choice checks; the method's own parameters are checked by its ``Params.validate``."""
-    from envs import resolve_game
+    from envs import check_one_family, resolve_game
 
     flat = flatten(cfg)
     if not cfg["games"]:
         raise ConfigError("games: give at least one game, e.g. --games Pong,Breakout")
     try:
         cfg["games"] = [resolve_game(g) for g in cfg["games"]]
+        check_one_family(cfg["games"])
     except ValueError as e:
         raise ConfigError(str(e)) from e
     if len(set(cfg["games"])) != len(cfg["games"]):
         raise ConfigError(f"games: each game once per cycle (use --cycles to revisit), got {', '.join(cfg['games'])}")
     if cfg["method"] not in METHODS:
         raise ConfigError(f"unknown method {cfg['method']!r}; known methods: {', '.join(sorted(METHODS))}")
-    for key in POSITIVE:
-        if flat[key] <= 0:
-            raise ConfigError(f"{key} must be positive, got {flat[key]}")
-    for key in NON_NEGATIVE:
-        if flat[key] < 0:
-            raise ConfigError(f"{key} must be >= 0, got {flat[key]}")
+    check_ranges(flat)
     for key, choices in CHOICES.items():
         if flat[key] not in choices:
             raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {flat[key]!r}")
-    if not 0.0 <= cfg["env"]["sticky_actions"] <= 1.0:
-        raise ConfigError(f"env.sticky_actions must be in [0, 1], got {cfg['env']['sticky_actions']}")
+    for section in ("env", "minatar"):
+        if not 0.0 <= cfg[section]["sticky_actions"] <= 1.0:
+            raise ConfigError(f"{section}.sticky_actions must be in [0, 1], got {cfg[section]['sticky_actions']}")
     try:
         ForgetMeNotParams(**cfg["fmn"]).validate()
     except ValueError as e:
@@ -230,6 +298,28 @@ def validate(cfg: dict[str, Any]) -> None:
         METHODS[cfg["method"]](method_params(cfg)).q_network_spec(dict(cfg["network"]))
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{section_name(cfg['method'])}: {e}") from e
+
+
+def check_ranges(flat: dict[str, Any]) -> None:
+    """Every number finite, and every key of ``RANGES`` in its range (a list element by element)."""
+    for key, value in flat.items():
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for v in values:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{key} must be a finite number, got {v}")
+        if key in RANGES and value is not None:
+            if isinstance(value, (list, tuple)) and not value:
+                raise ConfigError(f"{key}: give at least one value (or null for the default)")
+            bad = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool) and v not in RANGES[key]]
+            if bad:
+                raise ConfigError(f"{key} must be {RANGES[key]}, got {value}")
+
+
+def env_options(cfg: dict[str, Any], game: str) -> dict[str, Any]:
+    """The environment options of ``game``'s family: ``cfg["env"]`` for Atari, ``cfg["minatar"]`` for MinAtar."""
+    from envs import game_family
+
+    return dict(cfg["minatar"] if game_family(game) == "minatar" else cfg["env"])
 
 
 def method_params(cfg: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any, Callable
 import numpy as np
 import torch as th
 
-from envs import make_atari_vec_env
+from envs import make_vec_env
 
 # (q_net, first observations, candidate task ids) -> chosen task id
 TaskInferrer = Callable[[Any, th.Tensor, list[int]], int]
@@ -16,10 +16,18 @@ TaskInferrer = Callable[[Any, th.Tensor, list[int]], int]
 
 @dataclass
 class GameEvaluation:
+    """The episodes of one evaluation of one game.
+
+    ``task_id``: the id the agent was told to play with (unused where ``inferred_task_ids`` is set: then each
+    episode's own choice, in the order of ``returns``). ``cut_episodes``: how many episodes ``max_steps`` ended
+    before the game did; their returns are lower bounds of the full-episode score.
+    """
+
     game: str
     task_id: int
     returns: list[float]
     inferred_task_ids: list[int] | None = None
+    cut_episodes: int = 0
 
     @property
     def mean(self) -> float:
@@ -46,32 +54,36 @@ def play_episodes(
     """Play ``episodes`` epsilon-greedy episodes of ``game`` (unclipped score, at most ``max_steps`` agent steps).
 
     Each of ``min(episodes, 16)`` parallel envs plays a fixed share of the episodes, so short episodes are not
-    over-represented. With ``infer_task``, each env picks its task id from its first ``infer_steps`` observations
-    (acting on the running guess meanwhile, so the true id never leaks into the score).
+    over-represented. With ``infer_task``, every episode picks its own task id from its first ``infer_steps``
+    observations (acting on the running guess meanwhile, so the true id never leaks into the score); an episode
+    that ends sooner keeps its last guess, and the next episode of that env starts inferring afresh.
+    An episode is counted as cut when ``max_steps`` ended it and ``max_steps`` is below the environment's own
+    episode cap (``env_options["max_episode_steps"]``; the standard cap is part of the protocol, not a cut).
     """
     n_envs = min(episodes, 16)
     targets = np.array([episodes // n_envs + (i < episodes % n_envs) for i in range(n_envs)])
-    options = {**env_options, "clip_rewards": False, "max_episode_steps": min(max_steps, env_options.get("max_episode_steps") or max_steps)}
-    env = make_atari_vec_env(game, n_envs=n_envs, seed=seed, **options)
+    env_cap = env_options.get("max_episode_steps") or None
+    options = {**env_options, "clip_rewards": False, "max_episode_steps": min(max_steps, env_cap or max_steps)}
+    cuts_are_eval = env_cap is None or max_steps < env_cap
+    env = make_vec_env(game, n_envs=n_envs, seed=seed, **options)
     rng = np.random.default_rng(seed)
     q_net = agent.q_net
     was_training = q_net.training
     q_net.set_training_mode(False)
     task_ids = np.full(n_envs, task_id)
-    history: list[th.Tensor] = []
-    returns: list[list[float]] = [[] for _ in range(n_envs)]
-    inferred: list[int] = []
+    histories: list[list[th.Tensor]] = [[] for _ in range(n_envs)]  # this episode's first observations, per env
+    # per env, per counted episode: (return, the task id it played with, cut by max_steps)
+    played: list[list[tuple[float, int, bool]]] = [[] for _ in range(n_envs)]
     try:
         obs = env.reset()
         with th.no_grad():
-            while any(len(r) < t for r, t in zip(returns, targets)):
+            while any(len(p) < t for p, t in zip(played, targets)):
                 obs_t = th.as_tensor(obs, device=agent.device)
-                if infer_task is not None and len(history) < infer_steps:
-                    # act on the best guess from the observations so far; the last guess is the episode's choice
-                    history.append(obs_t)
-                    stacked = th.stack(history, dim=1)
-                    task_ids = np.array([infer_task(q_net, stacked[i], candidate_task_ids) for i in range(n_envs)])
-                    inferred = task_ids.tolist()
+                if infer_task is not None:
+                    for i in range(n_envs):
+                        if len(histories[i]) < infer_steps and len(played[i]) < targets[i]:
+                            histories[i].append(obs_t[i])
+                            task_ids[i] = infer_task(q_net, th.stack(histories[i]), candidate_task_ids)
                 actions = np.empty(n_envs, dtype=np.int64)
                 for tid in np.unique(task_ids):
                     rows = np.flatnonzero(task_ids == tid)
@@ -80,10 +92,16 @@ def play_episodes(
                 actions = np.where(explore, rng.integers(env.action_space.n, size=n_envs), actions)
                 obs, _, dones, infos = env.step(actions)
                 for i in np.flatnonzero(dones):
-                    if len(returns[i]) < targets[i]:
-                        returns[i].append(infos[i]["episode"]["r"])
+                    if len(played[i]) < targets[i]:
+                        cut = cuts_are_eval and bool(infos[i].get("TimeLimit.truncated", False))
+                        played[i].append((float(infos[i]["episode"]["r"]), int(task_ids[i]), cut))
+                    histories[i] = []  # the observation just returned is the next episode's first
     finally:
         env.close()
         q_net.set_training_mode(was_training)
-    flat = [r for env_returns in returns for r in env_returns]
-    return GameEvaluation(game, task_id, flat, inferred or None)
+    flat = [e for env_episodes in played for e in env_episodes]
+    return GameEvaluation(
+        game, task_id, [r for r, _, _ in flat],
+        inferred_task_ids=[t for _, t, _ in flat] if infer_task is not None else None,
+        cut_episodes=sum(c for _, _, c in flat),
+    )

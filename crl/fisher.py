@@ -16,6 +16,10 @@ Two choices of the action:
 * ``"empirical"``: ``a`` is the action stored in the replay buffer. Cheaper to reason about, but those actions come
   from an epsilon-greedy behaviour policy, not from ``p``, and the empirical Fisher is a poor curvature estimate
   away from a maximum-likelihood fit (Kunstner et al. 2019, "Limitations of the empirical Fisher approximation").
+
+The sampled actions come from a ``torch.Generator`` of the Fisher's own, never from the global RNG: a run that
+computes Fishers (EWC) and one that does not (fine-tuning) then draw the same exploration and minibatches elsewhere,
+so same-seed runs of the two stay paired.
 """
 
 from __future__ import annotations
@@ -60,6 +64,8 @@ def diagonal_fisher(
     """Diagonal Fisher of the softmax policy over ``model``'s outputs, averaged over every sample of ``batches``.
 
     ``batches`` yields ``(observations, taken_actions)``; the taken actions are used only by the empirical Fisher.
+    The true Fisher draws its actions with ``generator`` (on the model's device; None: a fresh one seeded 0), never
+    with the global RNG.
     """
     if fisher_type not in FISHER_TYPES:
         raise ValueError(f"fisher_type must be one of {FISHER_TYPES}, got {fisher_type!r}")
@@ -70,6 +76,8 @@ def diagonal_fisher(
         if fisher_type == "true":
             with th.no_grad():
                 probs = th.softmax(model(obs) / temperature, dim=-1)
+            if generator is None:
+                generator = th.Generator(device=probs.device).manual_seed(0)
             actions = th.multinomial(probs, 1, generator=generator).squeeze(1)
         else:
             actions = taken.long().view(-1)

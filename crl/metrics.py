@@ -2,7 +2,8 @@
 
 ``R[i, j]`` is the mean evaluation return on game ``j`` after task block ``i`` (rows: blocks in training order,
 columns: the games of the sequence). Games are trained in blocks; ``trained_at[i]`` is the column of the game
-trained in block ``i``.
+trained in block ``i``: its index in the sequence's games, never the agent's task id (an inferred id can be any
+number, and two games can share one).
 """
 
 from __future__ import annotations
@@ -32,6 +33,14 @@ def human_normalized_score(game: str, score: float) -> float:
     return (score - random) / (human - random)
 
 
+def check_columns(R: np.ndarray, trained_at: list[int]) -> None:
+    """Raise ValueError unless ``trained_at`` holds one game column of ``R`` per block (at most one per row)."""
+    n_blocks, n_games = np.shape(R)
+    if len(trained_at) > n_blocks or any(not 0 <= int(j) < n_games for j in trained_at):
+        raise ValueError(f"trained_at must hold a game column in 0..{n_games - 1} for each of at most {n_blocks} "
+                         f"blocks, got {list(trained_at)}")
+
+
 def forgetting(R: np.ndarray, trained_at: list[int]) -> np.ndarray:
     """Per game: best value after any block at or after the game was first trained, minus the final value.
 
@@ -39,6 +48,7 @@ def forgetting(R: np.ndarray, trained_at: list[int]) -> np.ndarray:
     NaN for games that were never trained before the final block (nothing to forget yet).
     """
     R = np.asarray(R, dtype=float)
+    check_columns(R, trained_at)
     n_blocks, n_games = R.shape
     out = np.full(n_games, np.nan)
     for j in range(n_games):
@@ -56,6 +66,7 @@ def backward_transfer(R: np.ndarray, trained_at: list[int]) -> float:
     Negative values mean forgetting.
     """
     R = np.asarray(R, dtype=float)
+    check_columns(R, trained_at)
     last_block = {g: i for i, g in enumerate(trained_at)}
     diffs = [R[-1, j] - R[i, j] for j, i in last_block.items() if i < R.shape[0] - 1]
     return float(np.mean(diffs)) if diffs else math.nan

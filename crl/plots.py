@@ -151,9 +151,20 @@ def total_hns_curves(records_by_label: Mapping[str, Sequence[Sequence[Record]]],
 # --- retention heatmaps --------------------------------------------------------------------------------
 
 
+def _row_labels(games: Sequence[str], trained_at: Sequence[int], task_ids: Sequence[int] | None,
+                rows: int) -> list[str]:
+    """``block: trained game``, plus the agent's task id where any block's id differs from its game's column."""
+    shown = task_ids is not None and list(task_ids[:rows]) != list(trained_at[:rows])
+    return [f"{i}: {games[trained_at[i]]}" + (f" (task {task_ids[i]})" if shown and i < len(task_ids) else "")
+            for i in range(rows)]
+
+
 def _draw_matrix(ax, M: np.ndarray, games: Sequence[str], trained_at: Sequence[int], fmt: str, per_column: bool,
-                 title: str) -> Any:
-    """Annotated heatmap; colours scaled per game column when ``per_column`` (returns differ in scale by game)."""
+                 title: str, task_ids: Sequence[int] | None = None) -> Any:
+    """Annotated heatmap; colours scaled per game column when ``per_column`` (returns differ in scale by game).
+
+    ``trained_at[i]`` is the column of the game trained in block ``i`` (boxed); ``task_ids`` the agent's ids.
+    """
     M = np.asarray(M, dtype=float)
     finite = np.isfinite(M)
     if per_column:
@@ -175,15 +186,22 @@ def _draw_matrix(ax, M: np.ndarray, games: Sequence[str], trained_at: Sequence[i
         if i < len(trained_at):
             ax.add_patch(Rectangle((trained_at[i] - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
     ax.set_xticks(range(len(games)), labels=list(games), rotation=30, ha="right", fontsize=8)
-    ax.set_yticks(range(M.shape[0]), labels=[f"{i}: {games[trained_at[i]]}" for i in range(M.shape[0])], fontsize=8)
+    ax.set_yticks(range(M.shape[0]), labels=_row_labels(games, trained_at, task_ids, M.shape[0]), fontsize=8)
     ax.set_xlabel("evaluated game")
     ax.set_ylabel("after task block (trained game)")
     ax.set_title(title, fontsize=9)
     return image
 
 
-def retention_grid(panels: Sequence[tuple[str, np.ndarray]], games: Sequence[str], trained_at: Sequence[int]) -> Figure:
-    """One row per (title, R) panel: the raw-return matrix and, for games with reference scores, the HNS matrix."""
+def retention_grid(panels: Sequence[tuple[str, np.ndarray]], games: Sequence[str], trained_at: Sequence[int],
+                   task_ids: Sequence[int] | None = None) -> Figure:
+    """One row per (title, R) panel: the raw-return matrix and, for games with reference scores, the HNS matrix.
+
+    ``trained_at``: the game column trained in each block; ``task_ids`` (optional): the agent's task id of each
+    block, shown in the row labels where it differs from the column.
+    """
+    if any(not 0 <= j < len(games) for j in trained_at):
+        raise ValueError(f"trained_at must hold game columns in 0..{len(games) - 1}, got {list(trained_at)}")
     hns = [human_normalized_matrix(R, list(games)) for _, R in panels]
     with_hns = any(np.isfinite(h).any() for h in hns)
     n_cols = 2 if with_hns else 1
@@ -196,9 +214,11 @@ def retention_grid(panels: Sequence[tuple[str, np.ndarray]], games: Sequence[str
                 ax.axis("off")
             row[0].text(0.5, 0.5, f"{title}: no finished task block yet", ha="center", va="center")
             continue
-        _draw_matrix(row[0], R, games, trained_at, ".1f", True, f"{title}\nmean return (colour scaled per game)")
+        _draw_matrix(row[0], R, games, trained_at, ".1f", True, f"{title}\nmean return (colour scaled per game)",
+                     task_ids)
         if with_hns:
-            image = _draw_matrix(row[1], H, games, trained_at, ".2f", False, f"{title}\nhuman-normalized score")
+            image = _draw_matrix(row[1], H, games, trained_at, ".2f", False, f"{title}\nhuman-normalized score",
+                                 task_ids)
             fig.colorbar(image, ax=row[1], label="HNS", fraction=0.05)
     fig.suptitle("Retention matrix: evaluation after each task block (red box: game trained in that block)",
                  fontsize=10)
@@ -206,8 +226,12 @@ def retention_grid(panels: Sequence[tuple[str, np.ndarray]], games: Sequence[str
 
 
 def retention_heatmap(R: np.ndarray, games: Sequence[str], trained_at: Sequence[int] | None = None,
-                      title: str = "") -> Figure:
-    """The retention matrix of one run (rows: finished task blocks) as annotated heatmaps of return and HNS."""
+                      title: str = "", task_ids: Sequence[int] | None = None) -> Figure:
+    """The retention matrix of one run (rows: finished task blocks) as annotated heatmaps of return and HNS.
+
+    ``trained_at[i]``: the column (index in ``games``) of the game trained in block ``i``, never a task-inference
+    id; ``task_ids``: the agent's task id of each block, labelled where it differs.
+    """
     R = np.asarray(R, dtype=float)
     trained_at = list(trained_at) if trained_at is not None else [i % len(games) for i in range(R.shape[0])]
-    return retention_grid([(title or "run", R)], games, trained_at)
+    return retention_grid([(title or "run", R)], games, trained_at, task_ids)

@@ -95,6 +95,7 @@ def faithful_overrides(seed: int) -> dict[str, Any]:
         "env.full_action_space": True,
         "env.frame_skip": FRAME_SKIP,
         "env.noop_max": 30,
+        "env.fire_reset": False,  # the DQN papers' ALE pressed no FIRE on reset: the agent learns to serve
         "env.clip_rewards": True,
         "env.max_episode_steps": 27_000,
         "eval.every": EVAL_EVERY_STEPS,
@@ -173,7 +174,8 @@ def describe(name: str) -> str:
         *("             " + ", ".join(EWC_ATARI_POOL[i:i + 7]) for i in range(0, len(EWC_ATARI_POOL), 7)),
         f"  schedule   blocks of {BLOCK_STEPS:,} agent steps ({BLOCK_STEPS * FRAME_SKIP / 1e6:.0f}M frames), {CYCLES} cycles over the games "
         "(returns to each game)",
-        "  env        18 actions, frame skip 4, up to 30 no-op starts, no sticky actions, rewards clipped to +-1",
+        "  env        18 actions, frame skip 4, up to 30 no-op starts, no sticky actions, no FIRE on reset,",
+        "             rewards clipped to +-1",
         "  network    conv 32 8x8/4, 64 4x4/2, 128 3x3/1, dense 1024; per-game biases and gains on every layer",
         "  agent      Double DQN, Huber loss, gradient norm 50, RMSProp lr 2.5e-4 decay 0.95 momentum 0, gamma 0.99,",
         "             minibatch 32 every 4 transitions, replay memory of 50,000 per task kept across visits",

@@ -221,6 +221,22 @@ def run_metrics(run: Run, references: dict[str, list[Run]]) -> dict[str, Any]:
     return out
 
 
+def cut_episodes(run: Run) -> dict[str, dict[str, list[int]]]:
+    """Per game ``[cut, played]`` episodes: ``final`` in the evaluation behind the last retention row, ``all`` over
+    every evaluation. A cut episode was ended by ``eval.max_steps`` before the game ended, so its return is a lower
+    bound of the full episode's (evals.jsonl's ``cut_episodes``; runs written before it count none)."""
+    out: dict[str, dict[str, list[int]]] = {"final": {}, "all": {}}
+    last = run.blocks_finished - 1
+    for r in run.evals:
+        counts = (int(r.get("cut_episodes") or 0), int(r.get("episodes") or 0))
+        scopes = ["all"] + (["final"] if r.get("final") and r.get("block") == last else [])
+        for scope in scopes:
+            total = out[scope].setdefault(r["game"], [0, 0])
+            total[0] += counts[0]
+            total[1] += counts[1]
+    return out
+
+
 # --- grouping ----------------------------------------------------------------------------------------
 
 
@@ -286,7 +302,7 @@ def build_summary(groups: list[Group], references: list[Run]) -> dict[str, Any]:
     for group in groups:
         per_run = [{"run": str(r.path), "seed": r.seed, "status": r.status(), "partial": r.partial,
                     "blocks_finished": r.blocks_finished, "blocks_planned": len(r.blocks),
-                    "metrics": run_metrics(r, refs)} for r in group.runs]
+                    "metrics": run_metrics(r, refs), "cut_episodes": cut_episodes(r)} for r in group.runs]
         stats = group_statistics([p["metrics"] for p in per_run])
         out_groups.append({
             "label": group.label,
@@ -389,6 +405,15 @@ def markdown(groups: list[Group], summary: dict[str, Any]) -> str:
         cells = [format_statistic(SeedStatistic(**g["statistics"][key])) for g in summary["groups"]]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append("| runs | " + " | ".join(str(g["n_runs"]) for g in summary["groups"]) + " |")
+    rated = [g for g in first.games if g in metrics.reference_scores()]
+    unrated = [g for g in first.games if g not in rated]
+    lines += ["", "Final average HNS and total clipped HNS are over the games with random and human reference scores: "
+              + (", ".join(rated) or "none") + (f" (not {', '.join(unrated)}: no reference scores)" if unrated else "")
+              + "."]
+    cut_groups = [g["label"] for g in summary["groups"] if any(_cut(g, game, "final")[0] for game in first.games)]
+    if cut_groups:
+        lines += ["", f"The final scores of {', '.join(cut_groups)} include episodes cut by `eval.max_steps` "
+                      "(lower bounds of full-episode scores; see *Cut episodes* below)."]
     if not with_ft:
         lines += ["", "Forward transfer needs single-game reference runs: `crl report ... --reference RUN_DIR ...`."]
 
@@ -399,8 +424,10 @@ def markdown(groups: list[Group], summary: dict[str, Any]) -> str:
               "|---|" + "---|" * len(summary["groups"]) * len(per_game)]
     for game in first.games:
         cells = [_mean_cell([r["metrics"][field].get(game) for r in g["runs"] if r["metrics"].get(field)])
+                 + (CUT_MARK if field in FINAL_FIELDS and _cut(g, game, "final")[0] else "")
                  for g in summary["groups"] for field in per_game]
         lines.append(f"| {game} | " + " | ".join(cells) + " |")
+    lines += _cut_section(summary, first.games, cfg)
 
     lines += [
         "", "## Figures", "",
@@ -421,6 +448,36 @@ def markdown(groups: list[Group], summary: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+CUT_MARK = " †"
+FINAL_FIELDS = ("final_return", "final_hns")
+
+
+def _cut(group: dict[str, Any], game: str, scope: str) -> tuple[int, int]:
+    """``(cut, played)`` episodes of ``game`` in ``scope`` ("final" or "all"), summed over the group's runs."""
+    counts = [r["cut_episodes"][scope].get(game, [0, 0]) for r in group["runs"]]
+    return sum(c for c, _ in counts), sum(n for _, n in counts)
+
+
+def _cut_section(summary: dict[str, Any], games: list[str], cfg: dict[str, Any]) -> list[str]:
+    """The report's note on episodes cut by ``eval.max_steps``; nothing when no episode was cut."""
+    rows = [(g["label"], game, _cut(g, game, "final"), _cut(g, game, "all"))
+            for g in summary["groups"] for game in games]
+    rows = [row for row in rows if row[3][0]]
+    if not rows:
+        return []
+    max_steps = (cfg.get("eval") or {}).get("max_steps")
+    limit = "`eval.max_steps`" + (f" ({max_steps} agent steps)" if max_steps else "")
+    lines = ["", "### Cut episodes", "",
+             f"These scores come partly from evaluation episodes that {limit} "
+             "ended before the game did: such a return is a lower bound of the full episode's, so the score, and "
+             f"any forgetting or transfer computed from it, is not a full-episode figure. `{CUT_MARK.strip()}` in the "
+             "per-game table: the final evaluation had cut episodes. Raise `--eval-max-steps` for full episodes.", "",
+             "| group | game | cut in the final evaluation | cut in all evaluations |", "|---|---|---|---|"]
+    for label, game, (final_cut, final_n), (all_cut, all_n) in rows:
+        lines.append(f"| {label} | {game} | {final_cut} of {final_n} | {all_cut} of {all_n} |")
+    return lines
 
 
 def _mean_cell(values: list[float | None]) -> str:

@@ -27,13 +27,14 @@ from torch.utils.tensorboard import SummaryWriter
 from agents import ContinualDQN
 from crl import checkpoint as ckpt
 from crl import config as config_mod
-from crl import metrics, plots, rundir
+from crl import metrics, plots, rundir, seeds
 from crl.evaluation import GameEvaluation, play_episodes
+from crl.seeds import derive_seed
 from crl.methods import TaskInfo, make_method, section_name
 from crl.sequence import Block, TaskSequence
 from crl.task_inference.entropy import infer_task_id
 from crl.task_inference.fmn import ForgetMeNot
-from envs import make_atari_vec_env
+from envs import make_vec_env
 
 
 class TrainingInterrupted(Exception):
@@ -71,7 +72,7 @@ def build_agent(cfg: dict[str, Any], env: Any, device: str) -> ContinualDQN:
     else:  # fused Adam: one kernel for all parameters (8x faster than the per-parameter loop on CPU)
         optimizer = dict(optimizer_class=th.optim.Adam, optimizer_kwargs={"eps": a["optimizer_eps"], "fused": True})
     method = make_method(cfg["method"], cfg.get(section_name(cfg["method"])))
-    network = dict(cfg["network"], conv_channels=tuple(cfg["network"]["conv_channels"]))
+    network = dict(cfg["network"])
     return ContinualDQN(
         env,
         method=method,
@@ -93,9 +94,25 @@ def build_agent(cfg: dict[str, Any], env: Any, device: str) -> ContinualDQN:
         exploration_initial_eps=a["exploration_initial_eps"],
         exploration_final_eps=a["exploration_final_eps"],
         max_grad_norm=a["max_grad_norm"],
-        seed=cfg["seed"],
+        seed=derive_seed(cfg["seed"], seeds.AGENT),  # SB3 also seeds the env with it: keep it below ALE's limit
         device=device,
     )
+
+
+def block_steps(cfg: dict[str, Any]) -> int:
+    """The env steps a block really trains: ``steps_per_game`` rounded up to whole rollouts of ``n_envs x
+    train_freq`` steps, the unit in which the agent collects (so ``blocks.jsonl`` can say where a block ends)."""
+    unit = cfg["n_envs"] * cfg["agent"]["train_freq"]
+    return -(-cfg["steps_per_game"] // unit) * unit
+
+
+def upgrade_state(state: dict[str, Any], blocks: list[Block]) -> dict[str, Any]:
+    """A resume state written before game columns and task ids were kept apart (no ``task_ids``; its
+    ``trained_at`` held the agent's task ids): the ids move to ``task_ids`` and ``trained_at`` gets the columns."""
+    if "task_ids" in state:
+        return state
+    ids = list(state["trained_at"])
+    return {**state, "task_ids": ids, "trained_at": [b.task_id for b in blocks[: len(ids)]]}
 
 
 class Progress:
@@ -189,7 +206,7 @@ class ContinualTrainer:
         self.run_dir = Path(run_dir)
         self.checkpoints = self.run_dir / rundir.CHECKPOINTS
         self.games: list[str] = list(cfg["games"])
-        self.sequence = TaskSequence(tuple(self.games), cfg["steps_per_game"], cfg["cycles"])
+        self.sequence = TaskSequence(tuple(self.games), block_steps(cfg), cfg["cycles"])
         self.blocks = self.sequence.blocks
         self.device = resolve_device(cfg["device"])
         set_torch_threads(cfg["torch_threads"], self.device)
@@ -201,7 +218,10 @@ class ContinualTrainer:
         self.next_eval = self.eval_every
         self.next_log = 0
         self.retention: list[list[float]] = []
+        # per finished block: the game's column (metrics, figures) and the agent's task id (given or inferred);
+        # the two differ as soon as task inference names a game differently from its place in the sequence
         self.trained_at: list[int] = []
+        self.task_ids: list[int] = []
         self.n_evaluations = 0
         self.n_eval_records = 0
         self.n_block_records = 0
@@ -212,13 +232,14 @@ class ContinualTrainer:
         self.task_identity = ForgetMeNot(cfg["fmn"]) if cfg["task_id"] == "fmn" else None
 
     # --- state for resume checkpoints ----------------------------------------------------------------
-    STATE_KEYS = ("block_index", "block_done", "next_eval", "next_log", "retention", "trained_at",
+    STATE_KEYS = ("block_index", "block_done", "next_eval", "next_log", "retention", "trained_at", "task_ids",
                   "n_evaluations", "n_eval_records", "n_block_records")
 
     def state(self) -> dict[str, Any]:
         state = {key: getattr(self, key) for key in self.STATE_KEYS}
         if self.task_identity is not None:
             state["task_identity"] = self.task_identity.state_dict()
+        state["fingerprint"] = rundir.fingerprint(self.cfg)  # a resume checks the configuration against it
         return state
 
     def save_checkpoint(self) -> ckpt.ResumePoint:
@@ -230,7 +251,7 @@ class ContinualTrainer:
 
         Returns whether the replay buffers were restored.
         """
-        state = ckpt.load_trainer_state(point)
+        state = upgrade_state(ckpt.load_trainer_state(point), self.blocks)
         for key in self.STATE_KEYS:
             setattr(self, key, state[key])
         if self.task_identity is not None:
@@ -267,6 +288,7 @@ class ContinualTrainer:
                     self.block_done = 0
                     self.save_checkpoint()
             summary = metrics.summarize(np.array(self.retention), self.games, self.trained_at)
+            summary["task_ids"] = list(self.task_ids)
             rundir.write_json(self.run_dir / rundir.METRICS, summary)
             self.log_hparams(summary)
             self.agent.save(self.run_dir / rundir.MODEL)
@@ -276,8 +298,8 @@ class ContinualTrainer:
         return summary
 
     def make_env(self, game: str, block_index: int, block_done: int) -> Any:
-        seed = self.cfg["seed"] * 1_000_003 + block_index * 10_007 + block_done
-        return make_atari_vec_env(game, n_envs=self.cfg["n_envs"], seed=seed, **self.cfg["env"])
+        seed = derive_seed(self.cfg["seed"], seeds.TRAINING_ENV, block_index, block_done)
+        return make_vec_env(game, n_envs=self.cfg["n_envs"], seed=seed, **config_mod.env_options(self.cfg, game))
 
     def train_block(self, block: Block) -> None:
         env = self.make_env(block.game, block.index, self.block_done)
@@ -286,14 +308,14 @@ class ContinualTrainer:
         agent = self.agent
         start = agent.num_timesteps - self.block_done
         if self.block_done == 0:
+            task_id = self.task_id_of(block, env)
             rundir.append_jsonl(self.run_dir / rundir.BLOCKS, [{
                 "block": block.index, "cycle": block.cycle, "game": block.game, "task_index": block.task_id,
-                "start_step": start, "end_step": start + block.steps,
+                "task_id": task_id, "start_step": start, "end_step": start + block.steps,
             }])
             self.n_block_records += 1
-            task_id = self.task_id_of(block, env)
             first_visit = task_id >= len(agent.task_steps)
-            agent.set_task(TaskInfo(task_id, block.game, block.index, block.cycle, first_visit))
+            agent.set_task(TaskInfo(task_id, block.game, block.index, block.cycle, first_visit, seed=self.cfg["seed"]))
         every = self.cfg["checkpoint"]["every"]
         while self.block_done < block.steps:
             if env is None:  # each segment starts from its own seed, so a resumed segment replays exactly
@@ -311,8 +333,11 @@ class ContinualTrainer:
                 raise TrainingInterrupted(self.signals.signum, self.save_checkpoint().zip_path)
             if self.block_done < block.steps:
                 self.save_checkpoint()
+        if agent.num_timesteps != start + block.steps:  # a resume after a signal mid-rollout ends off the grid
+            rundir.update_last_jsonl(self.run_dir / rundir.BLOCKS, {"end_step": agent.num_timesteps})
         agent.end_task()
-        self.trained_at.append(agent.current_task.task_id)
+        self.trained_at.append(block.task_id)  # Block.task_id is the game's column in the sequence
+        self.task_ids.append(agent.current_task.task_id)
         results = self.evaluate_all(block, final=True)
         self.retention.append([r.mean for r in results])
         rundir.write_retention(self.run_dir / rundir.RETENTION, self.games, self.retention)
@@ -325,7 +350,8 @@ class ContinualTrainer:
         """The retention heatmap and the return curves so far, as TensorBoard images (at each task boundary)."""
         evals = rundir.read_jsonl(self.run_dir / rundir.EVALS)
         blocks = rundir.read_jsonl(self.run_dir / rundir.BLOCKS)
-        self.writer.add_figure("report/retention", plots.retention_heatmap(np.array(self.retention), self.games, trained_at=self.trained_at), step)
+        self.writer.add_figure("report/retention", plots.retention_heatmap(
+            np.array(self.retention), self.games, trained_at=self.trained_at, task_ids=self.task_ids), step)
         self.writer.add_figure("report/curves", plots.return_curves(evals, self.games, blocks), step)
 
     def log_hparams(self, summary: dict[str, Any]) -> None:
@@ -371,41 +397,53 @@ class ContinualTrainer:
             self.writer.add_scalar("train/skipped_batches", agent.skipped_batches, step)
 
     # --- evaluation ------------------------------------------------------------------------------------
+    def trained_task_ids(self) -> dict[int, int]:
+        """Game column -> the agent's task id of the game's latest block, for every game trained so far (the block
+        in progress included)."""
+        ids = dict(zip(self.trained_at, self.task_ids))
+        if self.agent.current_task is not None and self.block_index < len(self.blocks):
+            ids[self.blocks[self.block_index].task_id] = self.agent.current_task.task_id
+        return ids
+
     def task_id_for(self, game_index: int) -> int:
-        """Game g's own task id once trained; otherwise (zero-shot) the most recently trained task's."""
-        trained = set(self.trained_at) | {self.agent.current_task.task_id}
-        return game_index if game_index in trained else self.agent.current_task.task_id
+        """The task id game ``game_index`` is evaluated with: the one the agent used (given or inferred) when it
+        last trained the game; before that (zero-shot) the current task's."""
+        return self.trained_task_ids().get(game_index, self.agent.current_task.task_id)
 
     def evaluate_all(self, block: Block, final: bool) -> list[GameEvaluation]:
         """Evaluate every game of the sequence; log to evals.jsonl and TensorBoard."""
         ev, step = self.cfg["eval"], self.agent.num_timesteps
         self.n_evaluations += 1
         inferred = ev["task_id"] == "inferred"
-        candidates = sorted(set(self.trained_at) | {self.agent.current_task.task_id})
+        trained = self.trained_task_ids()
+        candidates = sorted(set(trained.values()) | {self.agent.current_task.task_id})
         results = []
         for g, game in enumerate(self.games):
             # the same episodes (seeds, exploration coins) at every evaluation of a game: an unchanged policy
             # scores the same, so differences between evaluations are the agent's, not the evaluation's noise
-            seed = self.cfg["seed"] * 1_000_003 + 500_000 + g * 101
+            seed = derive_seed(self.cfg["seed"], seeds.EVALUATION_ENV, g)
             results.append(play_episodes(
                 self.agent, game, self.task_id_for(g), ev["episodes"], ev["max_steps"], ev["epsilon"], seed,
-                self.cfg["env"], infer_task=infer_task_id if inferred else None, candidate_task_ids=candidates))
+                config_mod.env_options(self.cfg, game), infer_task=infer_task_id if inferred else None,
+                candidate_task_ids=candidates))
         records = []
         hns_values = []
-        for r in results:
+        for g, r in enumerate(results):
             hns = metrics.human_normalized_score(r.game, r.mean)
             hns_values.append(hns)
             records.append({
-                "step": step, "block": block.index, "task_index": block.task_id, "trained_game": block.game,
-                "game": r.game, "mean_return": r.mean, "std_return": r.std, "episodes": len(r.returns),
+                "step": step, "block": block.index, "task_index": block.task_id,
+                "task_id": self.agent.current_task.task_id, "trained_game": block.game, "game": r.game, "game_index": g,
+                "eval_task_id": None if inferred else r.task_id,
+                "mean_return": r.mean, "std_return": r.std, "episodes": len(r.returns), "cut_episodes": r.cut_episodes,
                 "hns": None if np.isnan(hns) else hns, "final": final,
                 **({"inferred_task_ids": r.inferred_task_ids} if inferred else {}),
             })
             self.writer.add_scalar(f"eval/{r.game}/return", r.mean, step)
             if not np.isnan(hns):
                 self.writer.add_scalar(f"eval/{r.game}/hns", hns, step)
-        if inferred:  # only trained games have a right answer (their own task id)
-            hits = [t == r.task_id for g, r in enumerate(results) if r.task_id == g for t in r.inferred_task_ids or []]
+        if inferred:  # only trained games have a right answer: the id the agent trained them under
+            hits = [t == trained[g] for g, r in enumerate(results) if g in trained for t in r.inferred_task_ids or []]
             if hits:
                 self.writer.add_scalar(f"{self.cfg['method']}/task_inference_accuracy", float(np.mean(hits)), step)
         rundir.append_jsonl(self.run_dir / rundir.EVALS, records)

@@ -1,6 +1,48 @@
-"""Atari environments: game-name resolution and SB3 VecEnvs over ale_py's vectorized emulator."""
+"""Game families behind one VecEnv interface: Atari (ale_py's vectorized emulator) and MinAtar (in-process).
+
+``make_vec_env`` picks the family from the game's name (``pong``, ``minatar/breakout``); both families follow
+stable-baselines3's VecEnv semantics with raw episode scores in ``info["episode"]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from envs.atari import AtariVecEnv, make_atari_vec_env
-from envs.games import UnknownGameError, known_games, resolve_game
+from envs.games import (
+    FAMILIES,
+    MINATAR_GAMES,
+    MINATAR_PREFIX,
+    UnknownGameError,
+    check_one_family,
+    game_family,
+    known_games,
+    resolve_game,
+)
+from envs.minatar import MinAtarVecEnv, make_minatar_vec_env
 
-__all__ = ["AtariVecEnv", "UnknownGameError", "known_games", "make_atari_vec_env", "resolve_game"]
+
+def make_vec_env(game: str, n_envs: int = 1, seed: int = 0, **options: Any) -> VecEnv:
+    """A ready-to-train VecEnv for ``game`` of either family; ``options`` are that family's (see its VecEnv)."""
+    if game_family(game) == "minatar":
+        return make_minatar_vec_env(game, n_envs=n_envs, seed=seed, **options)
+    return make_atari_vec_env(game, n_envs=n_envs, seed=seed, **options)
+
+
+__all__ = [
+    "FAMILIES",
+    "MINATAR_GAMES",
+    "MINATAR_PREFIX",
+    "AtariVecEnv",
+    "MinAtarVecEnv",
+    "UnknownGameError",
+    "check_one_family",
+    "game_family",
+    "known_games",
+    "make_atari_vec_env",
+    "make_minatar_vec_env",
+    "make_vec_env",
+    "resolve_game",
+]

@@ -2,7 +2,8 @@
 
 The preprocessing of the DQN papers runs inside ALE's threads: 84x84 grayscale, 4-frame stack, frame skip 4 with a
 max-pool over the last two frames, up to 30 no-op starts, sticky actions (0.25 by default, Machado et al. 2018), the
-full 18-action set. Rewards are clipped to [-1, 1] here (not in ALE) so that the raw game score of every episode is
+full 18-action set, FIRE pressed after each reset in games that have it (``fire_reset``, ale_py's default; the
+DQN papers did not). Rewards are clipped to [-1, 1] here (not in ALE) so that the raw game score of every episode is
 still reported in ``info["episode"]`` for evaluation and logging.
 """
 
@@ -39,6 +40,7 @@ class AtariVecEnv(VecEnv):
         clip_rewards: bool = True,
         max_episode_steps: int | None = None,
         num_threads: int = 0,
+        fire_reset: bool = True,
     ) -> None:
         self.game = resolve_game(game)
         max_frames = 108_000 if max_episode_steps is None else max_episode_steps * frame_skip
@@ -50,6 +52,7 @@ class AtariVecEnv(VecEnv):
             full_action_space=full_action_space,
             frameskip=frame_skip,
             noop_max=noop_max,
+            use_fire_reset=fire_reset,  # press FIRE after each reset where the game has it (ale_py's default)
             stack_num=frame_stack,
             reward_clipping=False,
             max_num_frames_per_episode=max_frames,

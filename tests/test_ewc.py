@@ -39,7 +39,8 @@ class IndexedReplayBuffer(ReplayBuffer):
 
     def samples_at(self, batch_inds: Any, env_inds: Any) -> SimpleNamespace:
         b, e = np.asarray(batch_inds), np.asarray(env_inds)
-        return SimpleNamespace(observations=th.as_tensor(self.observations[b, e]), actions=th.as_tensor(self.actions[b, e]))
+        return SimpleNamespace(observations=th.as_tensor(self.observations[b, e]),
+                               actions=th.as_tensor(self.actions[b, e]))
 
 
 def fake_agent(net: TaskQNetwork, num_tasks: int = 3) -> SimpleNamespace:

@@ -21,10 +21,7 @@ from agents import ContinualDQN, TaskQNetwork, build_q_network
 from crl.config import resolve
 from crl.methods import METHODS, TaskInfo
 from crl.trainer import build_agent
-try:
-    from envs import make_vec_env
-except ImportError:  # TEMP
-    from envs import make_atari_vec_env as make_vec_env
+from envs import make_vec_env
 
 FAMILIES = {
     "atari": (("pong", "breakout"), {"network.conv_channels": [4, 8, 8], "network.hidden": 32}),

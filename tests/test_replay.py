@@ -1,4 +1,5 @@
-"""FrameReplayBuffer against SB3's ReplayBuffer (full stacks per transition) as the reference, on real ALE episodes."""
+"""FrameReplayBuffer against SB3's ReplayBuffer (full observations per transition) as the reference, on real ALE and
+MinAtar episodes."""
 
 from __future__ import annotations
 
@@ -10,16 +11,16 @@ from stable_baselines3 import DQN
 from stable_baselines3.common.buffers import ReplayBuffer
 
 from agents.replay import FrameReplayBuffer
-from envs import make_atari_vec_env
+from envs import make_atari_vec_env, make_minatar_vec_env
 
 FRAME_BYTES = 84 * 84
 
 
 def make_pair(
-    obs_space: spaces.Box, act_space: spaces.Discrete, buffer_size: int, n_envs: int
+    obs_space: spaces.Box, act_space: spaces.Discrete, buffer_size: int, n_envs: int, frame_stack: int | None = None
 ) -> tuple[FrameReplayBuffer, ReplayBuffer]:
     """The buffer under test and SB3's ``ReplayBuffer`` (full stacks) as the reference, same capacity."""
-    frame = FrameReplayBuffer(buffer_size, obs_space, act_space, device="cpu", n_envs=n_envs)
+    frame = FrameReplayBuffer(buffer_size, obs_space, act_space, device="cpu", n_envs=n_envs, frame_stack=frame_stack)
     reference = ReplayBuffer(buffer_size, obs_space, act_space, device="cpu", n_envs=n_envs)
     return frame, reference
 
@@ -175,8 +176,67 @@ def test_drop_in_for_sb3_dqn_and_replay_pickle(tmp_path) -> None:
     env.close()
 
 
+@pytest.mark.parametrize(
+    "game, frame_stack, max_episode_steps",
+    [
+        ("minatar/breakout", None, None),  # default: one frame per observation; short episodes, the ring grows
+        ("minatar/freeway", None, 70),  # truncations only
+        ("minatar/seaquest", 10, 120),  # every channel a "frame": nothing slides, whole stacks are written
+        ("minatar/space_invaders", 2, 40),  # frames of 5 channels
+    ],
+)
+def test_matches_reference_on_minatar_episodes(game: str, frame_stack: int | None, max_episode_steps: int | None) -> None:
+    """MinAtar observations are object planes, not frame stacks: stored whole by default, exact whatever the stack."""
+    n_envs = 3
+    env = make_minatar_vec_env(game, n_envs=n_envs, seed=2, max_episode_steps=max_episode_steps)
+    frame, reference = make_pair(env.observation_space, env.action_space, n_envs * 60, n_envs, frame_stack)
+    assert frame.stack == (frame_stack or 1)
+    counts = play_into(frame, reference, env, steps=400, check_every=37)
+    assert counts["wraps"] >= 5 and counts["terminated" if max_episode_steps is None else "truncated"] > 0
+    if frame_stack is None:
+        assert frame.frame_shape == env.observation_space.shape
+        assert frame.bytes_per_transition < 0.65 * 2 * np.prod(env.observation_space.shape)  # SB3: two copies
+
+
+def test_sampling_minatar_transitions_returns_what_was_added() -> None:
+    """``sample`` draws stored transitions whole: every sampled (obs, action, reward, next_obs, done) was added."""
+    env = make_minatar_vec_env("minatar/asterix", n_envs=2, seed=0, max_episode_steps=80)
+    buffer = FrameReplayBuffer(2 * 500, env.observation_space, env.action_space, device="cpu", n_envs=2)
+    rng = np.random.default_rng(0)
+    added = set()
+    obs = env.reset()
+    for _ in range(300):
+        actions = rng.integers(6, size=2)
+        new_obs, rewards, dones, infos = env.step(actions)
+        next_obs = next_obs_with_terminals(new_obs, dones, infos)
+        buffer.add(obs, next_obs, actions, rewards, dones, infos)
+        for i in range(2):
+            truncated = infos[i].get("TimeLimit.truncated", False)
+            added.add((obs[i].tobytes(), int(actions[i]), float(rewards[i]), next_obs[i].tobytes(),
+                       float(dones[i] and not truncated)))
+        obs = new_obs
+    th.manual_seed(0)
+    batch = buffer.sample(256)
+    assert batch.observations.shape == (256, *env.observation_space.shape)
+    for k in range(256):
+        drawn = (batch.observations[k].numpy().tobytes(), int(batch.actions[k, 0]), float(batch.rewards[k, 0]),
+                 batch.next_observations[k].numpy().tobytes(), float(batch.dones[k, 0]))
+        assert drawn in added
+
+
+def test_drop_in_for_sb3_dqn_on_minatar() -> None:
+    env = make_minatar_vec_env("minatar/breakout", n_envs=2, seed=0)
+    model = DQN("MlpPolicy", env, buffer_size=400, learning_starts=64, batch_size=8, train_freq=4, gradient_steps=1,
+                replay_buffer_class=FrameReplayBuffer, policy_kwargs={"net_arch": [16]}, device="cpu", seed=0)
+    model.learn(200)
+    assert isinstance(model.replay_buffer, FrameReplayBuffer) and model.replay_buffer.stack == 1
+    assert model.replay_buffer.size() == 100 and model._n_updates > 0
+
+
 def test_rejects_observations_that_are_not_frame_stacks() -> None:
     with pytest.raises(ValueError, match="uint8 frames"):
         FrameReplayBuffer(10, spaces.Box(0.0, 1.0, (4,), dtype=np.float32), spaces.Discrete(2))
     with pytest.raises(ValueError, match="uint8 frames"):
         FrameReplayBuffer(10, spaces.Box(0.0, 1.0, (4, 84, 84), dtype=np.float32), spaces.Discrete(2))
+    with pytest.raises(ValueError, match="frame_stack must divide the 10 observation channels"):
+        FrameReplayBuffer(10, spaces.Box(0, 255, (10, 10, 10), dtype=np.uint8), spaces.Discrete(6), frame_stack=3)

@@ -33,3 +33,5 @@ __all__ = ["METHODS", "FineTune", "Method", "MethodParams", "TaskInfo", "make_me
 from crl.methods import progressive  # noqa: E402,F401
 from crl.methods import ewc  # noqa: E402,F401
 from crl.methods import hypernet  # noqa: E402,F401
+from crl.methods import distill  # noqa: E402,F401
+from crl.methods import replay  # noqa: E402,F401

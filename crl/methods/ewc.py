@@ -1,14 +1,18 @@
 """Quadratic anchor penalties: EWC, online EWC and L2.
 
-All three keep, for finished games, a copy of the shared parameters (the anchor ``theta*``) and a per-parameter
+All three keep, for finished tasks, a copy of the shared parameters (the anchor ``theta*``) and a per-parameter
 importance ``F``, and add to the TD loss (Kirkpatrick et al. 2017, eq. 3, one term per earlier task):
 
     lambda / 2 * sum_t sum_i F_{t,i} (theta_i - theta*_{t,i})^2
 
-* ``ewc``: ``F_t`` is the diagonal Fisher of game ``t`` (:mod:`crl.fisher`), one anchor per game ("separate").
-* ``online-ewc``: one running Fisher ``F* <- gamma F* + F_new`` and one anchor, the latest parameters
-  (Schwarz et al. 2018, "Progress & Compress", eq. 8).
+* ``ewc``: ``F_t`` is the diagonal Fisher of task ``t`` (:mod:`crl.fisher`), one anchor per task ("separate").
+* ``online-ewc``: one running Fisher ``F* <- gamma F* + F_new`` and one anchor, the latest parameters; the penalty
+  weighs them with ``gamma F*`` (Schwarz et al. 2018, "Progress & Compress", online EWC).
 * ``l2``: ``F = 1``: every weight protected equally, the baseline that shows what the Fisher buys.
+
+A task is the agent's task id (``TaskInfo.task_id``), never the true game: under ``--task-id fmn`` the agent knows
+only the ids it inferred, so two games it took for one share an anchor, and a game it names differently on a
+revisit has one anchor per id.
 
 Only ``q_net.shared_named_parameters()`` are anchored: per-game biases and gains (``task_modulation``) are trained
 only while their game is active and are outside the penalty.
@@ -19,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
 
+import numpy as np
 import torch as th
 
 from crl.fisher import FISHER_TYPES, diagonal_fisher
@@ -28,12 +33,32 @@ from crl.methods.base import Method, MethodParams, TaskInfo
 if TYPE_CHECKING:
     from agents.dqn import ContinualDQN
 
-ONLINE = "online"  # key of online EWC's single anchor (no ALE game has this name)
+ONLINE = "online"  # key of online EWC's single anchor (task ids are ints)
+AnchorKey = int | str  # a task id, or ONLINE
 
 
 def flatten(tensors: Iterator[th.Tensor] | list[th.Tensor]) -> th.Tensor:
     """All tensors as one flat vector (differentiable: the penalty's gradient flows back to each parameter)."""
     return th.cat([t.reshape(-1) for t in tensors])
+
+
+def fisher_seed(seed: int, block: int) -> int:
+    """The seed of the Fisher measured after ``block`` of a run seeded ``seed`` (a 63-bit mix of the two)."""
+    return int(np.random.SeedSequence([seed, block]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def replay_minibatches(
+    buffer: Any, batches: int, batch_size: int, generator: th.Generator
+) -> Iterator[tuple[th.Tensor, th.Tensor]]:
+    """``batches`` minibatches ``(observations, actions)`` of ``buffer``, uniform over stored transitions (slot and
+    env, as ``buffer.sample``) with indices drawn by ``generator`` (a CPU generator) through ``buffer.samples_at``."""
+    stored = (buffer.buffer_size if buffer.full else buffer.pos) * buffer.n_envs
+    if stored == 0:
+        raise ValueError("the replay buffer is empty: no samples for the Fisher")
+    for _ in range(batches):
+        flat = th.randint(0, stored, (batch_size,), generator=generator)
+        sample = buffer.samples_at(flat // buffer.n_envs, flat % buffer.n_envs)
+        yield sample.observations, sample.actions
 
 
 @dataclass
@@ -76,9 +101,10 @@ class FoldedQuadratic:
 class AnchoredPenalty(Method):
     """Base of the three methods: stores anchors after task blocks and turns them into the loss penalty.
 
-    Revisits: a game keeps one anchor; finishing it again replaces its importance and anchor with ones measured at
-    the new parameters (the pair describes one point of the loss surface). While a game trains, its own anchor is
-    left out of the penalty: its own data protects it, and its old anchor would only hold it back.
+    Anchors are keyed by the agent's task id. Revisits: a task keeps one anchor; finishing it again replaces its
+    importance and anchor with ones measured at the new parameters (the pair describes one point of the loss
+    surface). While a task trains, its own anchor is left out of the penalty: its own data protects it, and its old
+    anchor would only hold it back.
     """
 
     @dataclass
@@ -95,8 +121,8 @@ class AnchoredPenalty(Method):
     def __init__(self, params: MethodParams | dict[str, Any] | None = None) -> None:
         super().__init__(params)
         self.param_names: list[str] = []
-        self.anchors: dict[str, Anchor] = {}
-        self.active_game: str | None = None
+        self.anchors: dict[AnchorKey, Anchor] = {}
+        self.active_task: int | None = None
         self._folded: FoldedQuadratic | None = None
 
     # --- what subclasses choose ----------------------------------------------------------------------
@@ -105,16 +131,16 @@ class AnchoredPenalty(Method):
         raise NotImplementedError  # abstract: EWC measures a Fisher, L2 returns 1
 
     def store(self, task: TaskInfo, anchor: Anchor) -> None:
-        """Keep ``anchor`` as the finished game's term (separate anchors: replaces that game's previous one)."""
-        self.anchors[task.game] = anchor
+        """Keep ``anchor`` as the finished task's term (separate anchors: replaces that task's previous one)."""
+        self.anchors[task.task_id] = anchor
 
     def penalized(self) -> list[Anchor]:
-        """The terms in the penalty now: every anchored game except the one being trained."""
-        return [a for game, a in self.anchors.items() if game != self.active_game]
+        """The terms in the penalty now: every anchored task except the one being trained."""
+        return [a for key, a in self.anchors.items() if key != self.active_task]
 
     # --- hooks ---------------------------------------------------------------------------------------
     def before_task(self, agent: "ContinualDQN", task: TaskInfo) -> None:
-        self.active_game = task.game
+        self.active_task = task.task_id
         self._folded = None
 
     def after_task(self, agent: "ContinualDQN", task: TaskInfo) -> None:
@@ -144,18 +170,21 @@ class AnchoredPenalty(Method):
     def state_dict(self) -> dict[str, Any]:
         return {
             "param_names": list(self.param_names),
-            "anchors": {game: {"importance": a.importance, "params": a.params} for game, a in self.anchors.items()},
-            "active_game": self.active_game,
+            "anchors": {key: {"importance": a.importance, "params": a.params} for key, a in self.anchors.items()},
+            "active_task": self.active_task,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "active_task" not in state:
+            raise ValueError("this agent's anchors are keyed by game name (saved before they were keyed by task id); "
+                             "it cannot be continued with this version")
         self.param_names = list(state["param_names"])
-        self.anchors = {game: Anchor(a["importance"], a["params"]) for game, a in state["anchors"].items()}
-        self.active_game = state["active_game"]
+        self.anchors = {key: Anchor(a["importance"], a["params"]) for key, a in state["anchors"].items()}
+        self.active_task = state["active_task"]
         self._folded = None
 
     def to(self, device: th.device) -> "AnchoredPenalty":
-        self.anchors = {g: Anchor(a.importance.to(device), a.params.to(device)) for g, a in self.anchors.items()}
+        self.anchors = {k: Anchor(a.importance.to(device), a.params.to(device)) for k, a in self.anchors.items()}
         self._folded = None
         return self
 
@@ -176,9 +205,11 @@ class L2(AnchoredPenalty):
 
 @register
 class EWC(AnchoredPenalty):
-    """Elastic weight consolidation (Kirkpatrick et al. 2017), one Fisher and anchor per game.
+    """Elastic weight consolidation (Kirkpatrick et al. 2017), one Fisher and anchor per task.
 
-    Defaults follow the paper's Atari agent: lambda 400, Fisher from 100 minibatches of 32 from the game's replay.
+    Defaults follow the paper's Atari agent: lambda 400, Fisher from 100 minibatches of 32 from the task's replay.
+    The minibatches and the sampled actions come from generators seeded by (run seed, block), not from the global
+    RNGs, so an EWC run and a fine-tuning run of the same seed draw the same everything else.
     """
 
     name = "ewc"
@@ -205,32 +236,33 @@ class EWC(AnchoredPenalty):
 
     def __init__(self, params: MethodParams | dict[str, Any] | None = None) -> None:
         super().__init__(params)
-        self.fisher_stats: dict[str, tuple[float, float]] = {}
+        self.fisher_stats: dict[AnchorKey, tuple[float, float]] = {}
 
     def importance(self, agent: "ContinualDQN", task: TaskInfo, names: list[str]) -> th.Tensor:
-        """The game's diagonal Fisher, from minibatches of its replay buffer (the agent's current one)."""
+        """The task's diagonal Fisher, from minibatches of its replay buffer (the agent's current one)."""
         p = self.params
-
-        def batches() -> Iterator[tuple[th.Tensor, th.Tensor]]:
-            for _ in range(p.fisher_batches):
-                sample = agent.replay_buffer.sample(p.fisher_batch_size)
-                yield sample.observations, sample.actions
-
-        fisher = diagonal_fisher(agent.q_net, names, batches(), p.temperature, p.fisher_type)  # type: ignore[arg-type]
+        seed = fisher_seed(task.seed, task.block)
+        batches = replay_minibatches(agent.replay_buffer, p.fisher_batches, p.fisher_batch_size,
+                                     th.Generator().manual_seed(seed))
+        actions = th.Generator(device=agent.device).manual_seed(seed)
+        fisher = diagonal_fisher(agent.q_net, names, batches, p.temperature,
+                                 p.fisher_type, actions)  # type: ignore[arg-type]
         flat = flatten(fisher[n] for n in names)
-        self.record(task.game, flat)
+        self.record(task.task_id, flat)
         if p.normalize and flat.max() > 0:
             flat = flat / flat.max()
         return flat
 
-    def record(self, key: str, fisher: th.Tensor) -> None:
+    def record(self, key: AnchorKey, fisher: th.Tensor) -> None:
         self.fisher_stats[key] = (float(fisher.mean()), float(fisher.max()))
 
     def scalars(self) -> dict[str, float]:
+        """``ewc/fisher_{mean,max}/task_<id>`` per anchored task (``.../online`` for the running Fisher)."""
         out = {}
         for key, (mean, largest) in self.fisher_stats.items():
-            out[f"ewc/fisher_mean/{key}"] = mean
-            out[f"ewc/fisher_max/{key}"] = largest
+            name = key if key == ONLINE else f"task_{key}"
+            out[f"ewc/fisher_mean/{name}"] = mean
+            out[f"ewc/fisher_max/{name}"] = largest
         return out
 
     def state_dict(self) -> dict[str, Any]:
@@ -245,9 +277,11 @@ class EWC(AnchoredPenalty):
 class OnlineEWC(EWC):
     """Online EWC (Schwarz et al. 2018): ``F* <- gamma F* + F_new``, anchor = parameters after the latest block.
 
-    Every finished block (a revisit too) is folded in; ``gamma < 1`` lets old blocks' terms fade so the penalty's
-    strength stays bounded (at most ``1 / (1 - gamma)`` block-Fishers). P&C normalise each Fisher, hence the
-    defaults ``normalize=True`` and a lambda from their grid rather than EWC's 400.
+    While task ``k`` trains, the penalty is ``lambda/2 * sum_i gamma F*_{k-1,i} (theta_i - theta*_{k-1,i})^2``: P&C's
+    online EWC weighs the running Fisher by ``gamma`` in the penalty too (so the latest block's own Fisher enters
+    with weight ``gamma``). Every finished block (a revisit too) is folded in; ``gamma < 1`` lets old blocks' terms
+    fade so the penalty's strength stays bounded (at most ``gamma / (1 - gamma)`` block-Fishers). P&C normalise each
+    Fisher, hence the defaults ``normalize=True`` and a lambda from their grid rather than EWC's 400.
     """
 
     name = "online-ewc"
@@ -271,4 +305,5 @@ class OnlineEWC(EWC):
         self.record(ONLINE, anchor.importance)
 
     def penalized(self) -> list[Anchor]:
-        return list(self.anchors.values())
+        """The running term scaled by ``gamma``: ``gamma F*_{k-1}`` around ``theta*_{k-1}``."""
+        return [Anchor(self.params.gamma * a.importance, a.params) for a in self.anchors.values()]

@@ -1,0 +1,140 @@
+"""Bounded memories of earlier tasks' experience, shared by the rehearsal methods (``replay``, ``distill``).
+
+* :class:`Reservoir`: a uniform random sample of at most ``capacity`` items of a stream, kept as named tensors
+  (Vitter 1985, "Random sampling with a reservoir", Algorithm R), fed one vector-env step at a time.
+* :func:`sample_by_task`: a minibatch drawn uniformly over the items of several tasks' memories, grouped by task, so
+  each group can be evaluated with its own task id.
+
+All randomness comes from a ``numpy.random.Generator`` the caller owns (and saves), never from the global RNGs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+import torch as th
+
+
+class Reservoir:
+    """At most ``capacity`` items of a stream, each of the ``seen`` items so far kept with probability
+    ``min(1, capacity / seen)`` (Algorithm R: item ``n`` (0-based) takes slot ``n`` while there is room, else a
+    uniform ``j`` in ``[0, n]`` and replaces slot ``j`` if ``j < capacity``).
+
+    An item is a row of each named field (``obs``, ``action``, ...); fields are allocated on first write and grow
+    (doubling) up to ``capacity`` rows, on ``device``.
+    """
+
+    def __init__(self, capacity: int, device: th.device | str = "cpu") -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.capacity = capacity
+        self.seen = 0
+        self.device = th.device(device)
+        self.fields: dict[str, th.Tensor] = {}
+
+    def __len__(self) -> int:
+        return min(self.seen, self.capacity)
+
+    # --- writing ---------------------------------------------------------------------------------------------
+    def select(self, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Account for the next ``count`` items of the stream; return which of them to keep and their slots.
+
+        Within one batch, when two items draw the same slot the later one wins, as if they had arrived one by one.
+        """
+        index = self.seen + np.arange(count)
+        slots = np.where(index < self.capacity, index, rng.integers(0, index + 1))
+        self.seen += count
+        items = np.flatnonzero(slots < self.capacity)
+        slots = slots[items]
+        _, last_from_end = np.unique(slots[::-1], return_index=True)
+        keep = np.sort(len(slots) - 1 - last_from_end)
+        return items[keep], slots[keep]
+
+    def write(self, slots: np.ndarray, values: Mapping[str, np.ndarray | th.Tensor]) -> None:
+        """Store row ``i`` of every field of ``values`` in slot ``slots[i]``."""
+        if len(slots) == 0:
+            return
+        self._reserve(int(slots.max()) + 1, values)
+        index = th.as_tensor(slots, device=self.device)
+        for name, value in values.items():
+            self.fields[name].index_copy_(0, index, th.as_tensor(value).to(self.device))
+
+    def _reserve(self, rows: int, values: Mapping[str, np.ndarray | th.Tensor]) -> None:
+        for name, value in values.items():
+            value = th.as_tensor(value)
+            field = self.fields.get(name)
+            if field is None:
+                field = th.empty((0, *value.shape[1:]), dtype=value.dtype, device=self.device)
+            if len(field) < rows:
+                grown = th.empty((min(self.capacity, max(rows, 2 * len(field))), *field.shape[1:]),
+                                 dtype=field.dtype, device=self.device)
+                grown[: len(field)] = field
+                field = grown
+            self.fields[name] = field
+
+    def set_field(self, name: str, value: th.Tensor) -> None:
+        """Replace or add a whole field (one row per stored item), e.g. a field rebuilt in another layout."""
+        self.fields[name] = value.to(self.device)
+
+    # --- reading ---------------------------------------------------------------------------------------------
+    def gather(self, slots: np.ndarray) -> dict[str, th.Tensor]:
+        """Rows ``slots`` of every field."""
+        index = th.as_tensor(slots, device=self.device)
+        return {name: field.index_select(0, index) for name, field in self.fields.items()}
+
+    def trimmed(self) -> "Reservoir":
+        """This sample with storage cut to the items held (what a finished block keeps)."""
+        out = Reservoir(self.capacity, self.device)
+        out.seen = self.seen
+        out.fields = {name: field[: len(self)].clone() for name, field in self.fields.items()}
+        return out
+
+    @property
+    def bytes_per_item(self) -> int:
+        """Bytes one stored item takes over all fields."""
+        return sum(field[0].numel() * field.element_size() for field in self.fields.values()) if self.fields else 0
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the stored items (allocated spare rows not counted)."""
+        return len(self) * self.bytes_per_item
+
+    # --- persistence -----------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        # clones: torch.save would write a view's whole storage, spare rows included
+        return {"capacity": self.capacity, "seen": self.seen,
+                "fields": {name: field[: len(self)].clone() for name, field in self.fields.items()}}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any], device: th.device | str = "cpu") -> "Reservoir":
+        out = cls(int(state["capacity"]), device)
+        out.seen = int(state["seen"])
+        out.fields = {name: field.to(out.device) for name, field in state["fields"].items()}
+        return out
+
+    def to(self, device: th.device | str) -> "Reservoir":
+        self.device = th.device(device)
+        self.fields = {name: field.to(self.device) for name, field in self.fields.items()}
+        return self
+
+
+def sample_by_task(rng: np.random.Generator, sizes: Mapping[int, int], batch_size: int) -> list[tuple[int, np.ndarray]]:
+    """``batch_size`` items drawn uniformly (with replacement) over all items of the tasks' memories.
+
+    ``sizes`` maps task id -> items held. Returns ``(task_id, slots)`` for each task drawn at least once, in task
+    order; a task's expected share of the batch is its share of the stored items.
+    """
+    tasks = sorted(t for t, n in sizes.items() if n > 0)
+    if not tasks:
+        return []
+    counts = np.array([sizes[t] for t in tasks])
+    ends = np.cumsum(counts)
+    flat = rng.integers(0, ends[-1], size=batch_size)
+    group = np.searchsorted(ends, flat, side="right")
+    out = []
+    for i, task in enumerate(tasks):
+        chosen = flat[group == i]
+        if len(chosen):
+            out.append((task, chosen - (ends[i] - counts[i])))
+    return out
