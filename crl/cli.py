@@ -307,9 +307,7 @@ def train_locked(args: argparse.Namespace, cfg: dict[str, Any], run_dir: Path) -
     trained = [trainer.games[t] for t in trainer.trained_at]
     print("\nRetention matrix (mean evaluation return of each game after each block):")
     print(format_retention(trainer.games, trainer.retention, trained))
-    from crl.metrics import reference_scores
-
-    rated = [g for g in trainer.games if g in reference_scores()]
+    rated = [g for g, v in (summary.get("final_hns") or {}).items() if v is not None]  # what the HNS covers
     hns = (f"total clipped HNS {summary['total_clipped_hns']:.3f} (over {', '.join(rated)})   " if rated
            else "no HNS: no game has human reference scores   ")
     print(f"\n{hns}average final return {summary['average_final_return']:.2f}")

@@ -405,7 +405,9 @@ def markdown(groups: list[Group], summary: dict[str, Any]) -> str:
         cells = [format_statistic(SeedStatistic(**g["statistics"][key])) for g in summary["groups"]]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append("| runs | " + " | ".join(str(g["n_runs"]) for g in summary["groups"]) + " |")
-    rated = [g for g in first.games if g in metrics.reference_scores()]
+    # the games the HNS averages really cover: those with a final HNS (the others have no reference scores)
+    rated = [g for g in first.games if any((r["metrics"].get("final_hns") or {}).get(g) is not None
+                                           for grp in summary["groups"] for r in grp["runs"])]
     unrated = [g for g in first.games if g not in rated]
     lines += ["", "Final average HNS and total clipped HNS are over the games with random and human reference scores: "
               + (", ".join(rated) or "none") + (f" (not {', '.join(unrated)}: no reference scores)" if unrated else "")

@@ -2,7 +2,7 @@
 
 Same contract as :class:`envs.atari.AtariVecEnv`: SB3 auto-reset, ``info["terminal_observation"]``,
 ``info["TimeLimit.truncated"]``, the raw game score in ``info["episode"]`` and rewards clipped to [-1, 1] for
-training if asked (Seaquest pays up to 10 at once when surfacing with six divers).
+training if asked (Seaquest pays up to 9 at once when surfacing with six divers).
 
 Every game gets MinAtar's full 6-action set (no-op, left, up, right, down, fire; a game ignores the moves it has no
 use for) and the same observation shape: channels-first ``(C, 10, 10)`` uint8, 0 or 255, where ``C`` is the largest

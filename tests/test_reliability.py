@@ -166,13 +166,11 @@ def test_one_step_blocks_record_their_true_boundaries(tmp_path):
 
 def test_largest_seed_runs_through_training_and_evaluation(tmp_path):
     run_dir = tmp_path / "run"
-    run_crl("train", "--run-dir", str(run_dir), "--games", "Pong,Breakout", "--steps-per-game", "16",
-            "--n-envs", "4", "--eval-every", "8", "--eval-episodes", "2", "--eval-max-steps", "10", "--device", "cpu",
-            "--seed", "2147483647")
+    run_crl("train", "--run-dir", str(run_dir), "--games", "Pong", "--steps-per-game", "16", "--n-envs", "4",
+            "--eval-every", "8", "--eval-episodes", "4", "--eval-max-steps", "10", "--device", "cpu",
+            "--seed", "2147483647")  # one seed above is refused before anything is written (unit tests)
     evals = rundir.read_jsonl(run_dir / rundir.EVALS)
-    assert {e["game"] for e in evals} == {"pong", "breakout"} and (run_dir / rundir.METRICS).exists()
-    one_error_line(run_crl("train", "--run-dir", str(tmp_path / "r2"), "--games", "Pong", "--seed", "2147483648",
-                           check=False), "seed must be in [0, 2147483647]")
+    assert [e["step"] for e in evals] == [8, 16] and (run_dir / rundir.METRICS).exists()
 
 
 # --- start-up: Ctrl-C, unloadable games ----------------------------------------------------------------------
@@ -189,7 +187,7 @@ def test_ctrl_c_in_the_first_seconds_is_one_line(tmp_path, delay):
 
 
 def test_games_lists_only_games_ale_can_load():
-    listed = {line.split()[0] for line in run_crl("games").stdout.splitlines()[1:]}
+    listed = {line.split()[0] for line in run_crl("games").stdout.splitlines() if line.strip()}
     assert "pong" in listed and "minatar/breakout" in listed
     assert not {"combat", "joust", "maze_craze", "warlords"} & listed
 

@@ -54,7 +54,7 @@ def run_one(job: dict[str, Any], stop: threading.Event | None = None) -> dict[st
     KeyboardInterrupt (Ray's cancel) asks the run to checkpoint and stop.
     """
     run_dir, log_path = Path(job["run_dir"]), Path(job["log_file"])
-    attempt: dict[str, Any] = {"start": state_mod.now(), "host": socket.gethostname()}
+    attempt: dict[str, Any] = {"start": state_mod.now(), "host": socket.gethostname(), "worker_pid": os.getpid()}
     started = time.monotonic()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     Path(job["lock_file"]).parent.mkdir(parents=True, exist_ok=True)
