@@ -276,8 +276,17 @@ class ContinualDQN(DQN):
         episode_start: np.ndarray | None = None,
         deterministic: bool = False,
     ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
-        """Greedy actions from one batched forward, each env replaced by a random action with prob. epsilon."""
-        actions, state = self.policy.predict(observation, state, episode_start, deterministic=True)
+        """Greedy actions from one batched forward, each env replaced by a random action with prob. epsilon.
+
+        The forward runs directly on the online network (SB3's ``policy.predict`` adds per-call checks and mode
+        switches that cost as much as the small MinAtar network itself)."""
+        obs = np.asarray(observation)
+        single = obs.shape == self.observation_space.shape
+        with th.no_grad():
+            q_values = self.q_net(th.as_tensor(obs[None] if single else obs, device=self.device))
+        actions = q_values.argmax(dim=1).cpu().numpy()
+        if single:
+            actions = actions[0]
         if not deterministic and self.exploration_rate > 0:
             actions = np.atleast_1d(actions)
             explore = np.random.rand(len(actions)) < self.exploration_rate

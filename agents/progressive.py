@@ -166,6 +166,7 @@ class ProgressiveQNetwork(TaskQNetwork):
                 if not param.requires_grad:
                     target_param.copy_(param)
         polyak_update([p for p, _ in pairs if p.requires_grad], [t for p, t in pairs if p.requires_grad], tau)
+        target.parameters_changed()
 
     # --- forward -------------------------------------------------------------------------------------
     def q_values(self, x: th.Tensor, task_id: int) -> th.Tensor:

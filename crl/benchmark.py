@@ -16,7 +16,8 @@ import torch as th
 from agents import ContinualDQN
 from crl.methods import TaskInfo
 from crl.trainer import build_agent
-from envs import make_atari_vec_env
+from crl.config import env_options
+from envs import make_vec_env
 
 
 def walk_tasks(
@@ -35,7 +36,7 @@ def walk_tasks(
         if last_env is not None and task_id == len(games) - 1:
             env = last_env
         else:
-            env = make_atari_vec_env(game, n_envs=cfg["n_envs"], seed=cfg["seed"] + task_id, **cfg["env"])
+            env = make_vec_env(game, n_envs=cfg["n_envs"], seed=cfg["seed"] + task_id, **env_options(cfg, game))
         if agent is None:
             agent = build_agent(cfg, env, device)
             if configure is not None:

@@ -307,10 +307,13 @@ def train_locked(args: argparse.Namespace, cfg: dict[str, Any], run_dir: Path) -
     trained = [trainer.games[t] for t in trainer.trained_at]
     print("\nRetention matrix (mean evaluation return of each game after each block):")
     print(format_retention(trainer.games, trainer.retention, trained))
-    rated = [g for g, v in (summary.get("final_hns") or {}).items() if v is not None]  # what the HNS covers
-    hns = (f"total clipped HNS {summary['total_clipped_hns']:.3f} (over {', '.join(rated)})   " if rated
-           else "no HNS: no game has human reference scores   ")
-    print(f"\n{hns}average final return {summary['average_final_return']:.2f}")
+    from crl.normalization import normalization_of
+
+    norm = normalization_of(trainer.games)  # HNS (Atari) or DQN-normalized score (MinAtar)
+    rated = [g for g, v in (summary.get(f"final_{norm.key}") or {}).items() if v is not None]  # what the score covers
+    score = (f"total clipped {norm.short} {summary[f'total_clipped_{norm.key}']:.3f} (over {', '.join(rated)})   "
+             if rated else f"no {norm.short}: no game has {norm.references}   ")
+    print(f"\n{score}average final return {summary['average_final_return']:.2f}")
     print(f"run directory: {run_dir}")
     print(f"tensorboard --logdir {run_dir / 'tb'}")
     return 0

@@ -1,36 +1,23 @@
-"""Continual-learning metrics over a retention matrix, with the human-normalized score.
+"""Continual-learning metrics over a retention matrix, with the game family's normalized score.
 
 ``R[i, j]`` is the mean evaluation return on game ``j`` after task block ``i`` (rows: blocks in training order,
 columns: the games of the sequence). Games are trained in blocks; ``trained_at[i]`` is the column of the game
 trained in block ``i``: its index in the sequence's games, never the agent's task id (an inferred id can be any
 number, and two games can share one).
+
+Normalized scores are the family's (:mod:`crl.normalization`): human-normalized (``hns``) for Atari,
+DQN-normalized (``dqn_normalized``) for MinAtar; the keys of :func:`summarize` carry that name.
 """
 
 from __future__ import annotations
 
-import csv
 import math
-from functools import lru_cache
-from importlib import resources
 
 import numpy as np
 
-
-@lru_cache(maxsize=1)
-def reference_scores() -> dict[str, tuple[float, float]]:
-    """ROM id -> (random, human) mean episode returns (DQN Zoo's Atari-57 table; see crl/data/README.md)."""
-    text = resources.files("crl.data").joinpath("atari_human_random_scores.csv").read_text()
-    rows = csv.DictReader(text.splitlines())
-    return {row["game"]: (float(row["random"]), float(row["human"])) for row in rows}
-
-
-def human_normalized_score(game: str, score: float) -> float:
-    """``(score - random) / (human - random)``; NaN for a game without reference figures."""
-    ref = reference_scores().get(game)
-    if ref is None:
-        return math.nan
-    random, human = ref
-    return (score - random) / (human - random)
+# the reference tables live in crl.normalization; human_normalized_score and reference_scores stay importable here
+from crl.normalization import human_normalized_score, reference_scores  # noqa: F401
+from crl.normalization import normalization_of, normalized_score
 
 
 def check_columns(R: np.ndarray, trained_at: list[int]) -> None:
@@ -72,28 +59,38 @@ def backward_transfer(R: np.ndarray, trained_at: list[int]) -> float:
     return float(np.mean(diffs)) if diffs else math.nan
 
 
-def total_clipped_hns(hns: np.ndarray) -> float:
-    """Sum over games of min(HNS, 1): the EWC paper's Atari metric (at most the number of games)."""
-    hns = np.asarray(hns, dtype=float)
-    return float(np.sum(np.minimum(hns[~np.isnan(hns)], 1.0)))
+def total_clipped(scores: np.ndarray) -> float:
+    """Sum over games of min(score, 1) of normalized scores, NaN left out: the EWC paper's Atari metric over HNS
+    (at most the number of games)."""
+    scores = np.asarray(scores, dtype=float)
+    return float(np.sum(np.minimum(scores[~np.isnan(scores)], 1.0)))
+
+
+total_clipped_hns = total_clipped  # the Atari name (Kirkpatrick et al. 2017 sum HNS)
 
 
 def summarize(R: np.ndarray, games: list[str], trained_at: list[int]) -> dict[str, object]:
-    """The final metrics of a run, as written to ``metrics.json``."""
+    """The final metrics of a run, as written to ``metrics.json``.
+
+    Normalized-score keys are named after the games' family (``crl.normalization``): ``final_hns``,
+    ``average_final_hns``, ``total_clipped_hns`` for Atari; ``final_dqn_normalized``,
+    ``average_final_dqn_normalized``, ``total_clipped_dqn_normalized`` for MinAtar.
+    """
     R = np.asarray(R, dtype=float)
+    key = normalization_of(games).key
     final = R[-1]
-    hns = np.array([human_normalized_score(g, v) for g, v in zip(games, final)])
+    normalized = np.array([normalized_score(g, v) for g, v in zip(games, final)])
     forget = forgetting(R, trained_at)
     return {
         "games": list(games),
         "final_return": dict(zip(games, final.tolist())),
-        "final_hns": dict(zip(games, _nan_to_none(hns))),
+        f"final_{key}": dict(zip(games, _nan_to_none(normalized))),
         "average_final_return": float(np.mean(final)),
-        "average_final_hns": _mean_or_none(hns),
+        f"average_final_{key}": _mean_or_none(normalized),
         "forgetting": dict(zip(games, _nan_to_none(forget))),
         "average_forgetting": _mean_or_none(forget),
         "backward_transfer": _nan_to_none([backward_transfer(R, trained_at)])[0],
-        "total_clipped_hns": total_clipped_hns(hns),
+        f"total_clipped_{key}": total_clipped(normalized),
         "retention_matrix": R.tolist(),
         "trained_at": list(trained_at),
     }
@@ -129,15 +126,23 @@ def area_under_curve(steps, values) -> float:
 def forward_transfer(auc: float, reference_auc: float) -> float:
     """Continual World's forward transfer ``FT_i = (AUC_i - AUC_i^b) / (1 - AUC_i^b)`` (Wolczyk et al. 2021).
 
-    Both areas are over scores in [0, 1] (success rate there; clipped HNS here): the gain over a single-task run,
-    as a fraction of the room the reference left below 1. NaN when the reference is already at 1 throughout.
+    Both areas are over scores in [0, 1] (success rate there; the clipped normalized score here): the gain over a
+    single-task run, as a fraction of the room the reference left below 1. NaN when the reference is already at 1
+    throughout.
     """
     if not reference_auc < 1.0:
         return math.nan
     return (auc - reference_auc) / (1.0 - reference_auc)
 
 
+def normalized_matrix(R: np.ndarray, games: list[str]) -> np.ndarray:
+    """The retention matrix in the family's normalized score: column ``j`` normalized with game ``j``'s reference
+    scores (NaN: none)."""
+    R = np.asarray(R, dtype=float)
+    return np.array([[normalized_score(g, v) for g, v in zip(games, row)] for row in R]).reshape(R.shape)
+
+
 def human_normalized_matrix(R: np.ndarray, games: list[str]) -> np.ndarray:
-    """The retention matrix in HNS: column ``j`` normalized with game ``j``'s reference scores (NaN: none)."""
+    """The retention matrix in HNS: column ``j`` normalized with Atari game ``j``'s reference scores (NaN: none)."""
     R = np.asarray(R, dtype=float)
     return np.array([[human_normalized_score(g, v) for g, v in zip(games, row)] for row in R]).reshape(R.shape)

@@ -1,9 +1,10 @@
-"""Figures of continual-RL runs: evaluation curves over task blocks, retention heatmaps, total clipped HNS.
+"""Figures of continual-RL runs: evaluation curves over task blocks, retention heatmaps, total clipped score.
 
 Every function returns a matplotlib ``Figure`` drawn on the Agg canvas without pyplot (no display, no global
 state), so the trainer can log it to TensorBoard and ``crl report`` can save it as PNG. Inputs are plain data:
-evaluation records as written to evals.jsonl (step, game, mean_return, hns, ...) and blocks as in blocks.jsonl
-(block, game, start_step, end_step).
+evaluation records as written to evals.jsonl (step, game, mean_return, and the normalized score under its family's
+key: hns for Atari, dqn_normalized for MinAtar) and blocks as in blocks.jsonl (block, game, start_step, end_step).
+The normalized score's field and labels come from the games' family (:mod:`crl.normalization`).
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import EngFormatter
 
-from crl.metrics import human_normalized_matrix, total_clipped_hns
+from crl.metrics import normalized_matrix, total_clipped
+from crl.normalization import NORMALIZATIONS, normalization_of
 from crl.stats import seed_band
 
 Record = Mapping[str, Any]
-FIELD_LABELS = {"mean_return": "episode return (game score)", "hns": "human-normalized score"}
+FIELD_LABELS = {"mean_return": "episode return (game score)", **{n.key: n.label for n in NORMALIZATIONS.values()}}
 BLOCK_SHADES = ("#f2f2f2", "#e4e4e4")
 OWN_BLOCK_SHADE = "#fde7c8"
 
@@ -44,13 +46,13 @@ def _series(records: Sequence[Record], game: str, field: str) -> dict[float, flo
     return {float(r["step"]): float(r[field]) for r in records if r["game"] == game and r.get(field) is not None}
 
 
-def _total_hns_series(records: Sequence[Record], games: Sequence[str]) -> dict[float, float]:
-    """step -> total clipped HNS, at the steps where every game of the sequence has an HNS."""
+def _total_clipped_series(records: Sequence[Record], games: Sequence[str], key: str) -> dict[float, float]:
+    """step -> total clipped normalized score (field ``key``), at the steps where every game of the sequence has one."""
     by_step: dict[float, dict[str, float]] = {}
     for r in records:
-        if r.get("hns") is not None:
-            by_step.setdefault(float(r["step"]), {})[r["game"]] = float(r["hns"])
-    return {s: total_clipped_hns(np.array([v[g] for g in games])) for s, v in by_step.items() if set(games) <= set(v)}
+        if r.get(key) is not None:
+            by_step.setdefault(float(r["step"]), {})[r["game"]] = float(r[key])
+    return {s: total_clipped(np.array([v[g] for g in games])) for s, v in by_step.items() if set(games) <= set(v)}
 
 
 def _seed_matrix(series: Sequence[dict[float, float]]) -> tuple[np.ndarray, np.ndarray]:
@@ -92,13 +94,16 @@ def method_curves(
     records_by_label: Mapping[str, Sequence[Sequence[Record]]],
     games: Sequence[str],
     blocks: Sequence[Record],
-    fields: Sequence[str] = ("mean_return", "hns"),
+    fields: Sequence[str] | None = None,
 ) -> Figure:
-    """One row per game, one column per field (return, HNS): every method's mean over its seeds, with bands.
+    """One row per game, one column per field (default: return and the family's normalized score): every method's
+    mean over its seeds, with bands.
 
     ``records_by_label`` maps a method label to the evaluation records of each of its seeds. A field no record
-    has (HNS of games without reference scores) gets no column.
+    has (normalized score of games without reference scores) gets no column.
     """
+    if fields is None:
+        fields = ("mean_return", normalization_of(games).key)
     all_records = [r for runs in records_by_label.values() for recs in runs for r in recs]
     fields = [f for f in fields if any(r.get(f) is not None for r in all_records)] or ["mean_return"]
     fig = _figure(5.5 * len(fields), 2.4 * len(games) + 0.8)
@@ -124,24 +129,27 @@ def method_curves(
 
 
 def return_curves(evals_records: Sequence[Record], games: Sequence[str], blocks: Sequence[Record], label: str = "run",
-                  fields: Sequence[str] = ("mean_return", "hns")) -> Figure:
+                  fields: Sequence[str] | None = None) -> Figure:
     """Evaluation curves of a single run (what the trainer logs at each task boundary)."""
     return method_curves({label: [evals_records]}, games, blocks, fields)
 
 
-def total_hns_curves(records_by_label: Mapping[str, Sequence[Sequence[Record]]], games: Sequence[str],
-                     blocks: Sequence[Record]) -> Figure:
-    """Total clipped HNS (sum over games of min(HNS, 1); Kirkpatrick et al. 2017, Fig. 3) against steps per method."""
+def total_clipped_curves(records_by_label: Mapping[str, Sequence[Sequence[Record]]], games: Sequence[str],
+                         blocks: Sequence[Record]) -> Figure:
+    """Total clipped normalized score (sum over games of min(score, 1); in HNS: Kirkpatrick et al. 2017, Fig. 3)
+    against steps per method, in the games' family's normalization."""
+    norm = normalization_of(games)
     fig = _figure(9, 4)
     ax = fig.subplots()
     _shade_blocks(ax, blocks)
     for i, (label, runs) in enumerate(records_by_label.items()):
-        _plot_seeds(ax, [_total_hns_series(recs, games) for recs in runs], _colour(i), _legend_label(label, len(runs)))
+        _plot_seeds(ax, [_total_clipped_series(recs, games, norm.key) for recs in runs], _colour(i),
+                    _legend_label(label, len(runs)))
     ax.axhline(len(games), color="black", linestyle="--", linewidth=1,
-               label=f"maximum ({len(games)} games at human level)")
+               label=f"maximum ({len(games)} games at {norm.level})")
     ax.set_xlabel("environment steps")
-    ax.set_ylabel("total clipped HNS (sum over games)")
-    ax.set_title("Total clipped human-normalized score (mean over seeds, 95% bootstrap band)", fontsize=10)
+    ax.set_ylabel(f"total clipped {norm.short}\n(sum over games)")
+    ax.set_title(f"Total clipped {norm.label} (mean over seeds, 95% bootstrap band)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.set_ylim(top=1.12 * max(len(games), ax.get_ylim()[1]))  # room for the block labels above the maximum line
     fig.legend(loc="outside right center", fontsize=8, frameon=False)
@@ -195,20 +203,22 @@ def _draw_matrix(ax, M: np.ndarray, games: Sequence[str], trained_at: Sequence[i
 
 def retention_grid(panels: Sequence[tuple[str, np.ndarray]], games: Sequence[str], trained_at: Sequence[int],
                    task_ids: Sequence[int] | None = None) -> Figure:
-    """One row per (title, R) panel: the raw-return matrix and, for games with reference scores, the HNS matrix.
+    """One row per (title, R) panel: the raw-return matrix and, for games with reference scores, the matrix in the
+    games' family's normalized score (HNS for Atari, DQN-normalized for MinAtar).
 
     ``trained_at``: the game column trained in each block; ``task_ids`` (optional): the agent's task id of each
     block, shown in the row labels where it differs from the column.
     """
     if any(not 0 <= j < len(games) for j in trained_at):
         raise ValueError(f"trained_at must hold game columns in 0..{len(games) - 1}, got {list(trained_at)}")
-    hns = [human_normalized_matrix(R, list(games)) for _, R in panels]
-    with_hns = any(np.isfinite(h).any() for h in hns)
-    n_cols = 2 if with_hns else 1
+    norm = normalization_of(games)
+    normalized = [normalized_matrix(R, list(games)) for _, R in panels]
+    with_normalized = any(np.isfinite(h).any() for h in normalized)
+    n_cols = 2 if with_normalized else 1
     rows = max([np.shape(R)[0] for _, R in panels] + [1])
     fig = _figure(max(4.5, 1.0 * len(games) + 2.5) * n_cols, (0.42 * rows + 1.9) * len(panels))
     axes = fig.subplots(len(panels), n_cols, squeeze=False)
-    for (title, R), H, row in zip(panels, hns, axes):
+    for (title, R), H, row in zip(panels, normalized, axes):
         if np.shape(R)[0] == 0:
             for ax in row:
                 ax.axis("off")
@@ -216,10 +226,9 @@ def retention_grid(panels: Sequence[tuple[str, np.ndarray]], games: Sequence[str
             continue
         _draw_matrix(row[0], R, games, trained_at, ".1f", True, f"{title}\nmean return (colour scaled per game)",
                      task_ids)
-        if with_hns:
-            image = _draw_matrix(row[1], H, games, trained_at, ".2f", False, f"{title}\nhuman-normalized score",
-                                 task_ids)
-            fig.colorbar(image, ax=row[1], label="HNS", fraction=0.05)
+        if with_normalized:
+            image = _draw_matrix(row[1], H, games, trained_at, ".2f", False, f"{title}\n{norm.name}", task_ids)
+            fig.colorbar(image, ax=row[1], label=norm.short, fraction=0.05)
     fig.suptitle("Retention matrix: evaluation after each task block (red box: game trained in that block)",
                  fontsize=10)
     return fig
@@ -227,7 +236,8 @@ def retention_grid(panels: Sequence[tuple[str, np.ndarray]], games: Sequence[str
 
 def retention_heatmap(R: np.ndarray, games: Sequence[str], trained_at: Sequence[int] | None = None,
                       title: str = "", task_ids: Sequence[int] | None = None) -> Figure:
-    """The retention matrix of one run (rows: finished task blocks) as annotated heatmaps of return and HNS.
+    """The retention matrix of one run (rows: finished task blocks) as annotated heatmaps of return and the
+    family's normalized score.
 
     ``trained_at[i]``: the column (index in ``games``) of the game trained in block ``i``, never a task-inference
     id; ``task_ids``: the agent's task id of each block, labelled where it differs.

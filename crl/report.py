@@ -4,7 +4,9 @@ Runs are grouped by their resolved configuration minus the seed (and run_dir, de
 over several seeds, and several groups are several methods (or parameter settings) side by side on the same game
 sequence. Every metric comes from :mod:`crl.metrics` applied to each run's retention matrix; :mod:`crl.stats`
 aggregates each over the seeds of a group. Runs still going or stopped early are reported as far as they got and
-marked partial. See docs/report.md for the outputs and the definitions.
+marked partial. Normalized scores are the game family's (:mod:`crl.normalization`: HNS for Atari, DQN-normalized
+for MinAtar); metric keys, figure names and labels are derived from it. See docs/report.md for the outputs and the
+definitions.
 
 The CLI imports this module to build its parser for every command, so matplotlib and scipy (seconds to import)
 come in through crl.plots and crl.stats only inside the functions that draw or aggregate.
@@ -30,21 +32,28 @@ import yaml
 from crl import metrics, rundir
 from crl.config import flatten
 from crl.methods import METHODS, section_name
+from crl.normalization import Normalization, normalization_of
 from crl.sequence import TaskSequence
 
 IGNORED_CONFIG_KEYS = ("seed", "run_dir", "device")
 
-# (key in a run's metrics, table label); the keys of metrics.summarize plus the forward transfer added here.
-SUMMARY_METRICS = (
-    ("average_final_return", "Final average return"),
-    ("average_final_hns", "Final average HNS"),
-    ("average_forgetting", "Average forgetting (return)"),
-    ("backward_transfer", "Backward transfer (return)"),
-    ("average_forward_transfer", "Forward transfer (clipped-HNS AUC)"),
-    ("total_clipped_hns", "Total clipped HNS"),
-)
 
-PER_GAME = {"final_return": "final return", "final_hns": "final HNS", "forgetting": "forgetting"}
+def summary_metrics(norm: Normalization) -> tuple[tuple[str, str], ...]:
+    """(key in a run's metrics, table label): the keys of metrics.summarize plus the forward transfer added here,
+    the normalized ones named after ``norm`` (``average_final_hns`` / ``average_final_dqn_normalized``, ...)."""
+    return (
+        ("average_final_return", "Final average return"),
+        (f"average_final_{norm.key}", f"Final average {norm.short}"),
+        ("average_forgetting", "Average forgetting (return)"),
+        ("backward_transfer", "Backward transfer (return)"),
+        ("average_forward_transfer", f"Forward transfer (clipped-{norm.short} AUC)"),
+        (f"total_clipped_{norm.key}", f"Total clipped {norm.short}"),
+    )
+
+
+def per_game_fields(norm: Normalization) -> dict[str, str]:
+    """Per-game metrics of the report's table (key in a run's metrics -> column name)."""
+    return {"final_return": "final return", f"final_{norm.key}": f"final {norm.short}", "forgetting": "forgetting"}
 
 
 class BadInput(Exception):
@@ -68,6 +77,11 @@ class Run:
     @property
     def games(self) -> list[str]:
         return list(self.config["games"])
+
+    @property
+    def normalization(self) -> Normalization:
+        """The normalized score of the run's game family."""
+        return normalization_of(self.games)
 
     @property
     def seed(self) -> Any:
@@ -138,6 +152,10 @@ def load_run(path: str | Path) -> Run:
             raise BadInput(f"{config_path} lacks the key {key!r}")
     if not isinstance(config["games"], list) or not config["games"]:
         raise BadInput(f"{config_path}: 'games' must be a non-empty list")
+    try:
+        normalization_of(config["games"])
+    except ValueError as err:
+        raise BadInput(f"{config_path}: {err}") from err
     evals = rundir.read_jsonl(path / rundir.EVALS)
     if not evals:
         raise BadInput(f"{path} has no evaluations yet (evals.jsonl is missing or empty)")
@@ -168,10 +186,11 @@ def _finished_metrics(path: Path) -> dict[str, Any] | None:
 
 
 def block_curve(run: Run, block: int, game: str, span: float) -> tuple[np.ndarray, np.ndarray]:
-    """Clipped HNS of ``game`` evaluated during ``block``, against steps since the block started, up to ``span``."""
-    start = run.blocks[block]["start_step"]
-    points = [(r["step"] - start, min(max(r["hns"], 0.0), 1.0)) for r in run.evals
-              if r.get("block") == block and r["game"] == game and r.get("hns") is not None
+    """Clipped normalized score (the family's, in [0, 1]) of ``game`` evaluated during ``block``, against steps since
+    the block started, up to ``span``."""
+    start, key = run.blocks[block]["start_step"], run.normalization.key
+    points = [(r["step"] - start, min(max(r[key], 0.0), 1.0)) for r in run.evals
+              if r.get("block") == block and r["game"] == game and r.get(key) is not None
               and r["step"] - start <= span]
     steps, values = zip(*points) if points else ((), ())
     return np.array(steps, dtype=float), np.array(values, dtype=float)
@@ -189,7 +208,7 @@ def forward_transfers(run: Run, references: dict[str, list[Run]]) -> dict[str, f
     """Per game with a reference: Continual World's FT of the game's first block against the reference runs.
 
     The reference area is the mean over the reference runs (seeds) of their area over the same number of steps.
-    NaN for a game whose first block has not finished or whose curves have no HNS.
+    NaN for a game whose first block has not finished or whose curves have no normalized score.
     """
     out = {}
     for game, refs in references.items():
@@ -208,7 +227,7 @@ def forward_transfers(run: Run, references: dict[str, list[Run]]) -> dict[str, f
 def run_metrics(run: Run, references: dict[str, list[Run]]) -> dict[str, Any]:
     """``metrics.summarize`` over the finished blocks, plus forward transfer when references are given."""
     if run.blocks_finished == 0:
-        out: dict[str, Any] = {key: None for key, _ in SUMMARY_METRICS}
+        out: dict[str, Any] = {key: None for key, _ in summary_metrics(run.normalization)}
     else:
         out = metrics.summarize(run.retention, run.games, run.trained_at)
     if references:
@@ -286,11 +305,11 @@ def group_runs(runs: list[Run]) -> list[Group]:
 # --- summaries -----------------------------------------------------------------------------------------
 
 
-def group_statistics(per_run: list[dict[str, Any]]) -> dict[str, Any]:
+def group_statistics(per_run: list[dict[str, Any]], norm: Normalization) -> dict[str, Any]:
     """Each summary metric over the runs of a group (a run without a value is left out of n)."""
     from crl.stats import seed_statistic
 
-    return {key: seed_statistic([m.get(key) for m in per_run]) for key, _ in SUMMARY_METRICS}
+    return {key: seed_statistic([m.get(key) for m in per_run]) for key, _ in summary_metrics(norm)}
 
 
 def build_summary(groups: list[Group], references: list[Run]) -> dict[str, Any]:
@@ -303,7 +322,7 @@ def build_summary(groups: list[Group], references: list[Run]) -> dict[str, Any]:
         per_run = [{"run": str(r.path), "seed": r.seed, "status": r.status(), "partial": r.partial,
                     "blocks_finished": r.blocks_finished, "blocks_planned": len(r.blocks),
                     "metrics": run_metrics(r, refs), "cut_episodes": cut_episodes(r)} for r in group.runs]
-        stats = group_statistics([p["metrics"] for p in per_run])
+        stats = group_statistics([p["metrics"] for p in per_run], group.runs[0].normalization)
         out_groups.append({
             "label": group.label,
             "method": group.method,
@@ -330,7 +349,7 @@ def summary_csv(summary: dict[str, Any]) -> str:
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for group in summary["groups"]:
-        for key, _ in SUMMARY_METRICS:
+        for key, _ in summary_metrics(normalization_of(summary["games"])):
             s = group["statistics"][key]
             values = {f: ("" if s[f] is None else s[f]) for f in fields[2:]}
             writer.writerow({"group": group["label"], "metric": key, **values})
@@ -351,6 +370,7 @@ def figures(groups: list[Group]) -> dict[str, Any]:
     from crl import plots
 
     first = groups[0].runs[0]
+    key = first.normalization.key
     records = {g.label: [r.evals for r in g.runs] for g in groups}
     retention = []
     for g in groups:
@@ -360,7 +380,7 @@ def figures(groups: list[Group]) -> dict[str, Any]:
     return {
         "curves.png": plots.method_curves(records, first.games, first.blocks),
         "retention.png": plots.retention_grid(retention, first.games, trained_at),
-        "total_hns.png": plots.total_hns_curves(records, first.games, first.blocks),
+        f"total_{key}.png": plots.total_clipped_curves(records, first.games, first.blocks),
     }
 
 
@@ -373,6 +393,7 @@ def markdown(groups: list[Group], summary: dict[str, Any]) -> str:
 
     first = groups[0].runs[0]
     cfg = first.config
+    norm = first.normalization
     lines = [
         "# Continual RL report",
         "",
@@ -396,7 +417,7 @@ def markdown(groups: list[Group], summary: dict[str, Any]) -> str:
         lines += ["", "Partial runs are reported over the blocks they finished; their metrics are not final."]
 
     with_ft = bool(summary["reference_runs"])
-    shown = [(key, label) for key, label in SUMMARY_METRICS if key != "average_forward_transfer" or with_ft]
+    shown = [(key, label) for key, label in summary_metrics(norm) if key != "average_forward_transfer" or with_ft]
     headers = [g["label"] + (" (partial)" if g["partial"] else "") for g in summary["groups"]]
     lines += ["", "## Metrics", "",
               "Mean over seeds [95% percentile-bootstrap interval]; the interquartile mean (IQM) with 5 or more seeds.",
@@ -405,13 +426,13 @@ def markdown(groups: list[Group], summary: dict[str, Any]) -> str:
         cells = [format_statistic(SeedStatistic(**g["statistics"][key])) for g in summary["groups"]]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append("| runs | " + " | ".join(str(g["n_runs"]) for g in summary["groups"]) + " |")
-    # the games the HNS averages really cover: those with a final HNS (the others have no reference scores)
-    rated = [g for g in first.games if any((r["metrics"].get("final_hns") or {}).get(g) is not None
+    # the games the normalized averages really cover: those with a final score (the others have no reference scores)
+    rated = [g for g in first.games if any((r["metrics"].get(f"final_{norm.key}") or {}).get(g) is not None
                                            for grp in summary["groups"] for r in grp["runs"])]
     unrated = [g for g in first.games if g not in rated]
-    lines += ["", "Final average HNS and total clipped HNS are over the games with random and human reference scores: "
-              + (", ".join(rated) or "none") + (f" (not {', '.join(unrated)}: no reference scores)" if unrated else "")
-              + "."]
+    lines += ["", f"Final average {norm.short} and total clipped {norm.short} are over the games with "
+              f"{norm.references}: " + (", ".join(rated) or "none")
+              + (f" (not {', '.join(unrated)}: no reference scores)" if unrated else "") + "."]
     cut_groups = [g["label"] for g in summary["groups"] if any(_cut(g, game, "final")[0] for game in first.games)]
     if cut_groups:
         lines += ["", f"The final scores of {', '.join(cut_groups)} include episodes cut by `eval.max_steps` "
@@ -419,41 +440,44 @@ def markdown(groups: list[Group], summary: dict[str, Any]) -> str:
     if not with_ft:
         lines += ["", "Forward transfer needs single-game reference runs: `crl report ... --reference RUN_DIR ...`."]
 
-    per_game = {**PER_GAME, "forward_transfer": "forward transfer"} if with_ft else PER_GAME
+    per_game = per_game_fields(norm) | ({"forward_transfer": "forward transfer"} if with_ft else {})
     columns = [f"{g['label']}: {name}" for g in summary["groups"] for name in per_game.values()]
     lines += ["", "### Per game (mean over seeds)", "",
               "| game | " + " | ".join(columns) + " |",
               "|---|" + "---|" * len(summary["groups"]) * len(per_game)]
     for game in first.games:
         cells = [_mean_cell([r["metrics"][field].get(game) for r in g["runs"] if r["metrics"].get(field)])
-                 + (CUT_MARK if field in FINAL_FIELDS and _cut(g, game, "final")[0] else "")
+                 + (CUT_MARK if field.startswith("final_") and _cut(g, game, "final")[0] else "")
                  for g in summary["groups"] for field in per_game]
         lines.append(f"| {game} | " + " | ".join(cells) + " |")
     lines += _cut_section(summary, first.games, cfg)
 
     lines += [
         "", "## Figures", "",
-        "Evaluation return and human-normalized score of every game over training; shaded: task blocks.", "",
+        f"Evaluation return and {norm.name} of every game over training; shaded: task blocks.", "",
         "![evaluation curves](curves.png)", "",
         "Retention matrix: row *i* = evaluation after task block *i*; boxed cells: the game trained in that block.", "",
         "![retention matrix](retention.png)", "",
-        "Total clipped HNS (sum over games of min(HNS, 1), Kirkpatrick et al. 2017, Fig. 3).", "",
-        "![total clipped HNS](total_hns.png)", "",
+        f"Total clipped {norm.short} (sum over games of min({norm.short}, 1)"
+        + (f", {norm.total_source}" if norm.total_source else "") + ").", "",
+        f"![total clipped {norm.short}](total_{norm.key}.png)", "",
         "## Definitions", "",
+        f"- *{norm.name}*" + ("" if norm.name.startswith(norm.short) else f" ({norm.short})")
+        + f": per game {norm.formula}, with the {norm.references} shipped in crl/data/ (sources in its README); "
+        f"0 is random play, 1 is {norm.level}.",
         "- *Forgetting* (Chaudhry et al. 2018): per game, best return after any earlier block minus the final return.",
         "- *Backward transfer* (Lopez-Paz & Ranzato 2017): final return minus the return right after the game's last "
         "training block, averaged over games; negative means forgetting.",
         "- *Forward transfer* (Wolczyk et al. 2021, Continual World): (AUC − AUC_ref) / (1 − AUC_ref), "
-        "with AUC the time-average of the game's clipped HNS (in [0, 1]) during its first block and AUC_ref "
+        f"with AUC the time-average of the game's clipped {norm.short} (in [0, 1]) during its first block and AUC_ref "
         "that of single-game reference runs over the same number of steps.",
-        "- *Total clipped HNS*: sum over games of min(HNS, 1) at the end of training.",
+        f"- *Total clipped {norm.short}*: sum over games of min({norm.short}, 1) at the end of training.",
         "",
     ]
     return "\n".join(lines)
 
 
 CUT_MARK = " †"
-FINAL_FIELDS = ("final_return", "final_hns")
 
 
 def _cut(group: dict[str, Any], game: str, scope: str) -> tuple[int, int]:

@@ -29,6 +29,7 @@ from crl import checkpoint as ckpt
 from crl import config as config_mod
 from crl import metrics, plots, rundir, seeds
 from crl.evaluation import GameEvaluation, play_episodes
+from crl.normalization import normalization_of, normalized_score
 from crl.seeds import derive_seed
 from crl.methods import TaskInfo, make_method, section_name
 from crl.sequence import Block, TaskSequence
@@ -314,7 +315,7 @@ class ContinualTrainer:
                 "task_id": task_id, "start_step": start, "end_step": start + block.steps,
             }])
             self.n_block_records += 1
-            first_visit = task_id >= len(agent.task_steps)
+            first_visit = task_id >= len(agent.task_steps) or agent.task_steps[task_id] == 0
             agent.set_task(TaskInfo(task_id, block.game, block.index, block.cycle, first_visit, seed=self.cfg["seed"]))
         every = self.cfg["checkpoint"]["every"]
         while self.block_done < block.steps:
@@ -360,8 +361,10 @@ class ContinualTrainer:
 
         params = {k: v if isinstance(v, (int, float, str, bool)) else str(v)
                   for k, v in config_mod.flatten(self.cfg).items() if k != "run_dir"}
-        final = {f"hparams/{k}": summary[k] for k in ("average_final_return", "average_final_hns", "average_forgetting",
-                                                       "backward_transfer", "total_clipped_hns") if summary[k] is not None}
+        key = normalization_of(self.games).key  # hns (Atari) / dqn_normalized (MinAtar)
+        names = ("average_final_return", f"average_final_{key}", "average_forgetting", "backward_transfer",
+                 f"total_clipped_{key}")
+        final = {f"hparams/{k}": summary[k] for k in names if summary[k] is not None}
         for summary_proto in hparams(params, final):
             self.writer.file_writer.add_summary(summary_proto)
         for tag, value in final.items():
@@ -379,7 +382,13 @@ class ContinualTrainer:
         for _ in range(fmn.params.update_every * fmn.params.window * 3):
             task = fmn.observe(obs[0])
             obs, _, _, _ = env.step(np.random.randint(env.action_space.n, size=env.num_envs))
-        self.writer.add_scalar("task_inference/fmn_correct", float(task == block.task_id), self.agent.num_timesteps)
+        # right: a revisited game gets the id it had before, a new game an id no other game has
+        ids_of_columns = dict(zip(self.trained_at, self.task_ids))
+        if block.task_id in ids_of_columns:
+            correct = task == ids_of_columns[block.task_id]
+        else:
+            correct = task not in ids_of_columns.values()
+        self.writer.add_scalar("task_inference/fmn_correct", float(correct), self.agent.num_timesteps)
         self.writer.add_scalar("task_inference/fmn_tasks", fmn.num_tasks, self.agent.num_timesteps)
         return task
 
@@ -427,30 +436,31 @@ class ContinualTrainer:
                 config_mod.env_options(self.cfg, game), infer_task=infer_task_id if inferred else None,
                 candidate_task_ids=candidates))
         records = []
-        hns_values = []
+        normalized_values = []
+        key = normalization_of(self.games).key  # the family's normalized score: hns (Atari), dqn_normalized (MinAtar)
         for g, r in enumerate(results):
-            hns = metrics.human_normalized_score(r.game, r.mean)
-            hns_values.append(hns)
+            normalized = normalized_score(r.game, r.mean)
+            normalized_values.append(normalized)
             records.append({
                 "step": step, "block": block.index, "task_index": block.task_id,
                 "task_id": self.agent.current_task.task_id, "trained_game": block.game, "game": r.game, "game_index": g,
                 "eval_task_id": None if inferred else r.task_id,
                 "mean_return": r.mean, "std_return": r.std, "episodes": len(r.returns), "cut_episodes": r.cut_episodes,
-                "hns": None if np.isnan(hns) else hns, "final": final,
+                key: None if np.isnan(normalized) else normalized, "final": final,
                 **({"inferred_task_ids": r.inferred_task_ids} if inferred else {}),
             })
             self.writer.add_scalar(f"eval/{r.game}/return", r.mean, step)
-            if not np.isnan(hns):
-                self.writer.add_scalar(f"eval/{r.game}/hns", hns, step)
+            if not np.isnan(normalized):
+                self.writer.add_scalar(f"eval/{r.game}/{key}", normalized, step)
         if inferred:  # only trained games have a right answer: the id the agent trained them under
             hits = [t == trained[g] for g, r in enumerate(results) if g in trained for t in r.inferred_task_ids or []]
             if hits:
                 self.writer.add_scalar(f"{self.cfg['method']}/task_inference_accuracy", float(np.mean(hits)), step)
         rundir.append_jsonl(self.run_dir / rundir.EVALS, records)
         self.n_eval_records += len(records)
-        known = np.array([h for h in hns_values if not np.isnan(h)])
+        known = np.array([h for h in normalized_values if not np.isnan(h)])
         if known.size:
-            self.writer.add_scalar("eval/mean_hns", float(known.mean()), step)
-            self.writer.add_scalar("eval/total_clipped_hns", metrics.total_clipped_hns(known), step)
+            self.writer.add_scalar(f"eval/mean_{key}", float(known.mean()), step)
+            self.writer.add_scalar(f"eval/total_clipped_{key}", metrics.total_clipped(known), step)
         self.writer.flush()
         return results

@@ -2,8 +2,9 @@
 
 Every variant trains on the same game with the same hyperparameters (RL Zoo's Atari DQN: batch 32, train_freq 4,
 lr 1e-4, target update every 1000 steps, buffer 100k; ``gradient_steps = n_envs`` keeps one gradient step per 4
-env steps) and the same Nature CNN, epsilon fixed at 0.01 (so acting runs the network on every step in all
-variants) and no Double DQN (stock DQN has none). Each variant runs in its own process (so peak RSS is its own):
+env steps) and the same network (the Nature CNN on Atari, Young & Tian's on MinAtar: stock SB3 gets it as a
+features extractor), epsilon fixed at 0.01 (so acting runs the network on every step in all variants) and no
+Double DQN (stock DQN has none). Each variant runs in its own process (so peak RSS is its own):
 untimed set-up (earlier tasks for the methods that store them, then the replay warm-up), then ``--steps`` env steps
 of acting and training under the clock. ``--repeats`` runs the variants round-robin and reports medians.
 
@@ -12,6 +13,7 @@ included): on a CPU-only machine shared with other jobs that figure is the stabl
 measures the neighbours. On a GPU use the wall-clock figure. Not a test: figures depend on the machine.
 
     python scripts/bench_throughput.py --device cpu --steps 2000 --n-envs 4
+    python scripts/bench_throughput.py --game minatar/breakout --steps 20000 --threads 1 --variants sb3,finetune+fused
 """
 
 from __future__ import annotations
@@ -30,17 +32,20 @@ from typing import Any
 import numpy as np
 import torch as th
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from torch import nn
 
-from stable_baselines3.common.buffers import ReplayBuffer  # noqa: E402
+from agents.networks import torso_for
+from agents.replay import FrameReplayBuffer
+from crl import config
+from crl.benchmark import agent_with_stored_tasks, time_learning
+from crl.methods import METHODS
+from envs import game_family, make_vec_env, resolve_game
 
-from agents.replay import FrameReplayBuffer  # noqa: E402
-from crl import config  # noqa: E402
-from crl.benchmark import agent_with_stored_tasks, time_learning  # noqa: E402
-from crl.methods import METHODS  # noqa: E402
-from envs import make_atari_vec_env  # noqa: E402
-
-PRIOR_GAMES = ("breakout", "space_invaders", "seaquest")  # games of the tasks trained before the timed one
+# games of the tasks trained before the timed one, per family
+PRIOR_GAMES = {"atari": ("breakout", "space_invaders", "seaquest"),
+               "minatar": ("minatar/asterix", "minatar/space_invaders", "minatar/seaquest")}
 EPSILON = 0.01  # RL Zoo's final epsilon
 
 
@@ -79,6 +84,24 @@ def replay_bytes_per_transition(buffer: Any) -> float:
     return sum(a.nbytes for a in arrays) / (buffer.buffer_size * buffer.n_envs)
 
 
+class TorsoExtractor(BaseFeaturesExtractor):
+    """The project's convolutional torso (conv layers, dense ReLU layer) as a stock SB3 features extractor, so stock
+    SB3 and the project's agent train the same network (SB3 adds the final linear Q head)."""
+
+    def __init__(self, observation_space: Any) -> None:
+        torso = torso_for(observation_space)
+        super().__init__(observation_space, torso.hidden)
+        layers: list[nn.Module] = []
+        channels, side = observation_space.shape[0], observation_space.shape[1]
+        for out_channels, kernel, stride in torso.conv:
+            layers += [nn.Conv2d(channels, out_channels, kernel, stride), nn.ReLU()]
+            channels, side = out_channels, (side - kernel) // stride + 1
+        self.net = nn.Sequential(*layers, nn.Flatten(), nn.Linear(channels * side * side, torso.hidden), nn.ReLU())
+
+    def forward(self, x: th.Tensor) -> th.Tensor:
+        return self.net(x)
+
+
 def build_stock_sb3(args: argparse.Namespace, variant: Variant, env: Any) -> Any:
     from stable_baselines3 import DQN
 
@@ -87,6 +110,7 @@ def build_stock_sb3(args: argparse.Namespace, variant: Variant, env: Any) -> Any
         batch_size=32, train_freq=4, gradient_steps=args.n_envs, target_update_interval=1000,
         exploration_initial_eps=EPSILON, exploration_final_eps=EPSILON,
         replay_buffer_class=FrameReplayBuffer if variant.frame_buffer else None, seed=0, device=args.device,
+        policy_kwargs={"features_extractor_class": TorsoExtractor, "net_arch": []},
     )
 
 
@@ -110,8 +134,9 @@ def build_continual(args: argparse.Namespace, variant: Variant, env: Any, games:
 
 def run_variant(args: argparse.Namespace, variant: Variant) -> dict[str, Any]:
     """Set up, warm up, then time ``args.steps`` env steps; figures of this process only."""
-    games = [*PRIOR_GAMES[: variant.prior_tasks], args.game]
-    env = make_atari_vec_env(args.game, n_envs=args.n_envs, seed=0)
+    game = resolve_game(args.game)
+    games = [*PRIOR_GAMES[game_family(game)][: variant.prior_tasks], game]
+    env = make_vec_env(game, n_envs=args.n_envs, seed=0)
     if variant.method is None:
         model = build_stock_sb3(args, variant, env)
     else:

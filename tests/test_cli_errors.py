@@ -10,8 +10,11 @@ from tests.conftest import run_crl
     [
         (["--games", "Pong,Pongg"], "unknown game 'Pongg'"),
         (["--method", "magic"], "unknown method 'magic'"),
-        (["--steps-per-game", "0"], "steps_per_game must be positive"),
-        (["--steps-per-game", "-5"], "steps_per_game must be positive"),
+        (["--steps-per-game", "0"], "steps_per_game must be >= 1"),
+        (["--steps-per-game", "-5"], "steps_per_game must be >= 1"),
+        (["--n-envs", "10000"], "n_envs must be in [1, 256]"),
+        (["--set", "agent.gamma=1.5"], "agent.gamma must be in [0, 1]"),
+        (["--set", "agent.learning_rate=.nan"], "agent.learning_rate must be a finite number"),
         (["--set", "agent.gamma"], "malformed --set"),
         (["--set", "agent.gama=0.9"], "unknown config key 'agent.gama'"),
         (["--set", "agent.gamma=abc"], "agent.gamma: expected float"),

@@ -205,6 +205,7 @@ def test_penalty_is_beta_over_games_times_squared_distance() -> None:
     method = make_method("hypernet", dict(beta=0.5))
     for task_id, game in enumerate(["Pong", "Breakout"]):
         method.before_task(fake_agent(net, task_id, game), TaskInfo(task_id, game))
+    method.after_task(fake_agent(net, 0), TaskInfo(0, "Pong"))
     method.after_task(fake_agent(net, 1), TaskInfo(1, "Breakout"))  # stores theta* of games 0 and 1 (2 is unseen)
     agent = fake_agent(net, 2, "Seaquest")
     method.before_task(agent, TaskInfo(2, "Seaquest"))
@@ -216,7 +217,7 @@ def test_penalty_is_beta_over_games_times_squared_distance() -> None:
     scalars = method.scalars()
     assert scalars["hypernet/reg_loss"] == pytest.approx(expected / 2, rel=1e-5)  # mean over two steps
     assert scalars["hypernet/compression_ratio"] == pytest.approx(net.compression_ratio())
-    assert scalars["hypernet/embedding_norm/Breakout"] == pytest.approx(net.task_embeddings[1].norm().item())
+    assert scalars["hypernet/embedding_norm/task_1"] == pytest.approx(net.task_embeddings[1].norm().item())
     assert method.penalty(fake_agent(net, 0)) is not None  # revisiting game 0: only game 1 is regularized
     assert make_method("hypernet", dict(beta=0.0)).penalty(agent) is None
 
@@ -224,7 +225,8 @@ def test_penalty_is_beta_over_games_times_squared_distance() -> None:
 def test_reg_subset_regularizes_a_random_subset_per_step() -> None:
     net = tiny_net(tasks=4)
     method = make_method("hypernet", dict(beta=1.0, reg_subset=1))
-    method.after_task(fake_agent(net, 2), TaskInfo(2, "Seaquest"))
+    for task_id, game in enumerate(["Pong", "Breakout", "Seaquest"]):
+        method.after_task(fake_agent(net, task_id), TaskInfo(task_id, game))
     agent = fake_agent(net, 3, "Qbert")
     calls = []
     net.hypernet.register_forward_hook(lambda module, inputs, output: calls.append(inputs[0].shape[0]))
@@ -308,3 +310,15 @@ def test_infer_task_id_picks_lowest_entropy_task() -> None:
     assert infer_task_id(net, obs, [2, 0]) == 2  # tasks 0 and 2 are identical: the first candidate wins the tie
     with pytest.raises(ValueError):
         infer_task_id(net, obs, [])
+
+
+def test_ids_never_trained_are_not_regularized() -> None:
+    """A task id a task-inference process skipped (ids 0 and 2 trained, 1 never) has no learned target."""
+    net = tiny_net(tasks=3)
+    method = make_method("hypernet", dict(beta=1.0))
+    for task_id, game in ((0, "Pong"), (2, "Breakout")):
+        method.after_task(fake_agent(net, task_id), TaskInfo(task_id, game))
+    calls = []
+    net.hypernet.register_forward_hook(lambda module, inputs, output: calls.append(inputs[0].shape[0]))
+    method.penalty(fake_agent(net, 2))  # revisiting id 2: only id 0 is regularized, not the untrained id 1
+    assert calls == [1]

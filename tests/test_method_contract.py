@@ -86,8 +86,8 @@ def train_and_check_parameters(agent: ContinualDQN, steps: int) -> None:
     """Train ``steps`` env steps; trainable parameters must all move, every other one must stay bit-identical."""
     trainable = {id(p) for p in agent.q_net.trainable_parameters()}
     before = {name: p.detach().clone() for name, p in agent.q_net.named_parameters()}
+    assert trainable, "nothing to train"
     agent.learn(steps, reset_num_timesteps=False)
-    assert agent.q_net.trainable_parameters(), "nothing to train"
     for name, p in agent.q_net.named_parameters():
         if id(p) in trainable:
             assert not th.equal(p, before[name]), f"trainable parameter {name} did not change"

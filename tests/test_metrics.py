@@ -65,3 +65,48 @@ def test_summarize():
     assert s["total_clipped_hns"] == pytest.approx(min(hns_pong, 1) + min(hns_breakout, 1))
     assert s["average_forgetting"] == pytest.approx(4.5) and s["forgetting"]["adventure"] is None
     assert s["backward_transfer"] == pytest.approx(-4.5)
+
+
+ATARI_KEYS = {"games", "final_return", "final_hns", "average_final_return", "average_final_hns", "forgetting",
+              "average_forgetting", "backward_transfer", "total_clipped_hns", "retention_matrix", "trained_at"}
+
+
+def test_summarize_keys_of_an_atari_run_are_the_hns_ones():
+    assert set(metrics.summarize(R, ["pong", "breakout", "adventure"], [0, 1, 2])) == ATARI_KEYS
+
+
+def test_summarize_of_a_minatar_run_is_dqn_normalized():
+    # (return - random) / (dqn - random) with crl/data/minatar_scores.csv: breakout 0.503 / 10.0, freeway 0.122 / 50.2,
+    # space_invaders 2.749 / 43.6; final returns at 2x, 1/2 and 0x the DQN reference's gain over random play
+    games = ["minatar/breakout", "minatar/freeway", "minatar/space_invaders"]
+    final = [0.503 + 2 * (10.0 - 0.503), 0.122 + 0.5 * (50.2 - 0.122), 2.749]
+    s = metrics.summarize(np.vstack([R[:2], final]), games, [0, 1, 2])
+    assert set(s) == {k.replace("hns", "dqn_normalized") for k in ATARI_KEYS}
+    assert s["final_dqn_normalized"] == pytest.approx(dict(zip(games, [2.0, 0.5, 0.0])))
+    assert s["average_final_dqn_normalized"] == pytest.approx(2.5 / 3)
+    assert s["total_clipped_dqn_normalized"] == pytest.approx(1.0 + 0.5 + 0.0)  # 2.0 clipped at the reference
+
+
+def test_normalized_matrix_follows_the_family():
+    breakout_random, breakout_dqn = 0.503, 10.0
+    M = metrics.normalized_matrix([[breakout_dqn, 0.0], [breakout_random, 1.0]], ["minatar/breakout", "minatar/nope"])
+    np.testing.assert_allclose(M, [[1.0, np.nan], [0.0, np.nan]])
+    np.testing.assert_allclose(metrics.normalized_matrix([[14.6]], ["pong"]), [[1.0]])  # Atari: HNS
+    assert math.isnan(metrics.human_normalized_matrix([[breakout_dqn]], ["minatar/breakout"])[0, 0])
+
+
+def test_total_clipped_is_the_family_free_sum():
+    assert metrics.total_clipped(np.array([0.5, 2.0, np.nan])) == pytest.approx(1.5)
+    assert metrics.total_clipped_hns is metrics.total_clipped
+
+
+def test_normalization_names_per_family():
+    from crl.normalization import normalization, normalization_of
+
+    atari, minatar = normalization_of(["Pong", "breakout"]), normalization_of(["MinAtar/Breakout-v1"])
+    assert (atari.key, atari.short, atari.name) == ("hns", "HNS", "human-normalized score")
+    assert (minatar.key, minatar.label) == ("dqn_normalized", "DQN-normalized score")
+    assert "Young & Tian 2019" in minatar.name and "human" not in minatar.name + minatar.level + minatar.references
+    assert normalization("minatar") is minatar and normalization("pong") is atari
+    with pytest.raises(ValueError, match="several families"):
+        normalization_of(["pong", "minatar/breakout"])

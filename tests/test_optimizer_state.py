@@ -40,3 +40,16 @@ def test_shared_parameters_keep_their_optimizer_state_across_a_task_switch(
             assert th.equal(new_optimizer.state[p][STATE_KEY[optimizer]], saved[id(p)])
     own = [p for name, p in agent.q_net.named_parameters() if p.requires_grad and id(p) not in saved]
     assert own and all(p not in new_optimizer.state for p in own)  # newly trainable: fresh state
+
+
+@pytest.mark.parametrize("reset", [False, True])
+def test_reset_optimizer_applies_even_when_the_trainable_set_is_unchanged(reset: bool) -> None:
+    agent = make_agent("minatar", "ewc", "adam", False)  # shared network: the same parameters train every game
+    agent.reset_optimizer = reset
+    agent.set_task(TaskInfo(0, "minatar/breakout"))
+    agent.learn(100, reset_num_timesteps=False)
+    agent.end_task()
+    old_optimizer = agent.policy.optimizer
+    agent.set_task(TaskInfo(1, "minatar/space_invaders", block=1))
+    assert (agent.policy.optimizer is not old_optimizer) == reset
+    assert (len(agent.policy.optimizer.state) == 0) == reset

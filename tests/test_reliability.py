@@ -49,7 +49,7 @@ def wait_for(condition, proc: subprocess.Popen | None = None, timeout: float = 1
 def snapshot(run_dir: Path) -> dict[str, tuple[int, int]]:
     """Every file of a run (the lock file aside) with its size and modification time."""
     return {str(p.relative_to(run_dir)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in sorted(run_dir.rglob("*")) if p.is_file() and p.name != rundir.LOCK}
+            for p in sorted(run_dir.rglob("*")) if p.is_file() and p.name != ".crl.lock"}
 
 
 def one_error_line(proc: subprocess.CompletedProcess | tuple[int, str], says: str) -> None:

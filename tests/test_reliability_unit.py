@@ -254,6 +254,20 @@ def test_unusable_run_dir_is_one_line(tmp_path, capsys, where, says):
     assert status == 2 and len(err) == 1 and says in err[0], err
 
 
+@pytest.mark.parametrize("text, says", [
+    ("", "config.yaml is empty"),
+    ("- games\n- seed\n", "must hold a mapping"),
+    ("games: [pong\n", "is not valid YAML"),
+    ("agent:\n  gamma: 1.5\n", "config.yaml: agent.gamma must be in [0, 1]"),
+])
+def test_resume_with_an_unusable_config_yaml_is_one_line(tmp_path, capsys, text, says):
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "config.yaml").write_text(text)
+    status, err = run_main(capsys, "train", "--resume", str(tmp_path))
+    assert status == 2 and len(err) == 1 and says in err[0] and "nothing to resume" in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints", "config.yaml"]
+
+
 def test_device_cuda_without_cuda_is_an_error(tmp_path, capsys, monkeypatch):
     import torch
 

@@ -14,6 +14,7 @@ import yaml
 from matplotlib.image import imread
 
 from crl import metrics, report
+from crl.normalization import normalized_score, score_name
 
 GAMES = ["pong", "breakout"]
 
@@ -21,6 +22,12 @@ GAMES = ["pong", "breakout"]
 def hns(game: str, value: float) -> float | None:
     """The HNS the trainer logs; null for a game without reference scores."""
     score = metrics.human_normalized_score(game, value)
+    return None if math.isnan(score) else score
+
+
+def normalized(game: str, value: float) -> float | None:
+    """The family's normalized score the trainer logs (HNS for Atari); null for a game without reference scores."""
+    score = normalized_score(game, value)
     return None if math.isnan(score) else score
 
 
@@ -63,7 +70,8 @@ def write_run(
             for g in games:
                 evals.append({"step": (e + 1) * every, "task_index": games.index(game), "trained_game": game, "game": g,
                               "mean_return": curves[g][e], "std_return": 0.0, "episodes": 1,
-                              "hns": hns(g, curves[g][e]), "block": b, "final": k == evals_per_block - 1})
+                              score_name(g): normalized(g, curves[g][e]), "block": b,
+                              "final": k == evals_per_block - 1})
             if k == evals_per_block - 1 and b < finished:
                 rows.append([curves[g][e] for g in games])
     (path / "evals.jsonl").write_text("".join(json.dumps(r) + "\n" for r in evals))
@@ -247,3 +255,92 @@ def test_trainer_facing_figures_show_the_numbers(tmp_path):
     np.testing.assert_allclose(line.get_xdata(), [250 * (i + 1) for i in range(8)])
     np.testing.assert_allclose(line.get_ydata(), PONG)
     assert [t.get_text() for t in pong_return.texts] == ["pong", "breakout"]  # block labels
+
+
+# --- MinAtar: scores normalized against random play and Young & Tian 2019's DQN, never called human-normalized ------
+
+MINATAR = ["minatar/breakout", "minatar/space_invaders"]
+REFS = {"minatar/breakout": (0.503, 10.0), "minatar/space_invaders": (2.749, 43.6)}  # crl/data/minatar_scores.csv
+
+
+def dqn_normalized(game: str, value: float) -> float:
+    random, dqn = REFS[game]
+    return (value - random) / (dqn - random)
+
+
+# Breakout learned in block 0 (to the DQN reference) then forgotten; Space Invaders learned in block 1 (past it).
+M_BREAKOUT = [1.0, 4.0, 7.0, 10.0, 8.0, 5.0, 3.0, 2.0]
+M_INVADERS = [3.0, 3.0, 3.0, 3.0, 10.0, 20.0, 30.0, 50.0]  # ends above the reference
+
+
+def test_minatar_report_names_the_dqn_normalized_score(tmp_path):
+    run = write_run(tmp_path / "m", {"minatar/breakout": M_BREAKOUT, "minatar/space_invaders": M_INVADERS},
+                    games=MINATAR)
+    assert "dqn_normalized" in json.loads((run / "evals.jsonl").read_text().splitlines()[0])
+    out = tmp_path / "out"
+    assert run_report(run, "--out", out) == 0
+    assert (out / "total_dqn_normalized.png").is_file() and not (out / "total_hns.png").exists()
+    summary = json.loads((out / "summary.json").read_text())
+    m = summary["groups"][0]["runs"][0]["metrics"]
+    final = [dqn_normalized(g, v) for g, v in zip(MINATAR, [2.0, 50.0])]
+    assert m["final_dqn_normalized"] == pytest.approx(dict(zip(MINATAR, final)))
+    assert m["average_final_dqn_normalized"] == pytest.approx(np.mean(final))
+    assert m["total_clipped_dqn_normalized"] == pytest.approx(sum(min(v, 1.0) for v in final))
+    assert not [k for k in m if "hns" in k]
+    metrics_rows = {r["metric"] for r in csv.DictReader((out / "summary.csv").open())}
+    assert {"average_final_dqn_normalized", "total_clipped_dqn_normalized"} <= metrics_rows
+    assert not [k for k in metrics_rows if "hns" in k]
+    text = (out / "report.md").read_text()
+    assert "| Final average DQN-normalized score |" in text and "final DQN-normalized score" in text
+    assert "(score − random) / (dqn − random)" in text and "Young & Tian 2019" in text
+    assert "HNS" not in text and "human" not in text.replace("human-readable", "")
+
+
+def test_minatar_forward_transfer_uses_the_dqn_normalized_curves(tmp_path):
+    run = report.load_run(write_run(tmp_path / "m", {"minatar/breakout": M_BREAKOUT,
+                                                     "minatar/space_invaders": M_INVADERS}, games=MINATAR))
+    ref_curve = [3.0, 5.0, 8.0, 12.0]
+    ref = report.load_run(write_run(tmp_path / "ref", {"minatar/space_invaders": ref_curve},
+                                    games=["minatar/space_invaders"]))
+    ft = report.forward_transfers(run, report.references_by_game([ref]))
+    clip = lambda v: min(max(dqn_normalized("minatar/space_invaders", v), 0.0), 1.0)  # noqa: E731
+    auc = (clip(10) / 2 + clip(20) + clip(30) + clip(50) / 2) / 3
+    auc_ref = (clip(3) / 2 + clip(5) + clip(8) + clip(12) / 2) / 3
+    assert ft["minatar/space_invaders"] == pytest.approx((auc - auc_ref) / (1 - auc_ref))
+
+
+def test_minatar_figures_label_and_compute_the_dqn_normalized_score(tmp_path):
+    from crl import plots
+
+    run = report.load_run(write_run(tmp_path / "m", {"minatar/breakout": M_BREAKOUT,
+                                                     "minatar/space_invaders": M_INVADERS}, games=MINATAR))
+    fig = plots.retention_heatmap(run.retention, MINATAR, trained_at=run.trained_at)
+    _, scores, colorbar = fig.axes[:3]
+    assert [t.get_text() for t in scores.texts] == [
+        f"{dqn_normalized(g, v):.2f}" for g, v in zip(MINATAR * 2, [10.0, 3.0, 2.0, 50.0])]
+    assert scores.get_title().endswith("DQN-normalized score (Young & Tian 2019 reference)")
+    assert colorbar.get_ylabel() == "DQN-normalized score"
+
+    fig = plots.return_curves(run.evals, MINATAR, run.blocks)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert "minatar/breakout: DQN-normalized score" in titles and not [t for t in titles if "human" in t]
+    breakout = fig.axes[titles.index("minatar/breakout: DQN-normalized score")]
+    np.testing.assert_allclose(breakout.get_lines()[0].get_ydata(),
+                               [dqn_normalized("minatar/breakout", v) for v in M_BREAKOUT])
+
+    fig = plots.total_clipped_curves({"finetune": [run.evals]}, MINATAR, run.blocks)
+    ax = fig.axes[0]
+    assert "DQN-normalized" in ax.get_ylabel() and "DQN-normalized" in ax.get_title()
+    total = [sum(min(dqn_normalized(g, c[i]), 1.0) for g, c in zip(MINATAR, (M_BREAKOUT, M_INVADERS)))
+             for i in range(8)]
+    np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), total)
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert "maximum (2 games at the level of Young & Tian 2019's DQN)" in labels
+
+
+def test_a_run_mixing_families_is_one_line_exit_2(tmp_path, capsys):
+    bad = write_run(tmp_path / "mixed", {"pong": PONG, "minatar/breakout": M_BREAKOUT},
+                    games=["pong", "minatar/breakout"], finished_blocks=0)  # metrics.summarize refuses it too
+    assert run_report(bad, "--out", tmp_path / "out") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "several families" in err[0] and str(bad) in err[0]

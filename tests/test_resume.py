@@ -101,12 +101,19 @@ def test_sigterm_leaves_a_resumable_run(tmp_path):
     run_crl("train", "--resume", str(run_dir))
     assert len(rundir.read_retention(run_dir / "retention.csv")[1]) == 2
     assert (run_dir / "metrics.json").exists() and (run_dir / "resumes.jsonl").exists()
+    # the signal stopped a rollout midway, so the resumed block may end off its planned step: the record says where
+    blocks = rundir.read_jsonl(run_dir / "blocks.jsonl")
+    final_steps = {e["block"]: e["step"] for e in rundir.read_jsonl(run_dir / "evals.jsonl") if e["final"]}
+    assert [b["end_step"] for b in blocks] == [final_steps[b["block"]] for b in blocks]
+    assert blocks[1]["start_step"] == blocks[0]["end_step"]
 
 
 def test_resume_bad_input(tmp_path, uninterrupted):
     proc = run_crl("train", "--resume", str(tmp_path), check=False)
     assert proc.returncode == 2 and "is not a run directory" in proc.stderr
     before = sorted(p.name for p in uninterrupted.rglob("*"))
-    proc = run_crl("train", "--resume", str(uninterrupted), "--games", "Pong,SpaceInvaders", check=False)
-    assert proc.returncode == 2 and "would change the experiment (games)" in proc.stderr and "--force" in proc.stderr
+    proc = run_crl("train", "--resume", str(uninterrupted), "--set", "agent.gamma=0.9", check=False)
+    assert proc.returncode == 2 and "would change the experiment (agent.gamma)" in proc.stderr and "--force" in proc.stderr
+    proc = run_crl("train", "--resume", str(uninterrupted), "--games", "Pong,SpaceInvaders", "--force", check=False)
+    assert proc.returncode == 2 and "cannot change games" in proc.stderr  # records are per game: not even --force
     assert sorted(p.name for p in uninterrupted.rglob("*")) == before

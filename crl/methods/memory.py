@@ -16,6 +16,15 @@ import numpy as np
 import torch as th
 
 
+def to_device(value: np.ndarray | th.Tensor, device: th.device) -> th.Tensor:
+    """Host data onto ``device``; onto a GPU through pinned memory, so the copy does not wait for queued GPU work
+    (these copies happen every env step and every gradient step)."""
+    tensor = th.as_tensor(value)
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
 class Reservoir:
     """At most ``capacity`` items of a stream, each of the ``seen`` items so far kept with probability
     ``min(1, capacity / seen)`` (Algorithm R: item ``n`` (0-based) takes slot ``n`` while there is room, else a
@@ -56,9 +65,9 @@ class Reservoir:
         if len(slots) == 0:
             return
         self._reserve(int(slots.max()) + 1, values)
-        index = th.as_tensor(slots, device=self.device)
+        index = to_device(slots, self.device)
         for name, value in values.items():
-            self.fields[name].index_copy_(0, index, th.as_tensor(value).to(self.device))
+            self.fields[name].index_copy_(0, index, to_device(value, self.device))
 
     def _reserve(self, rows: int, values: Mapping[str, np.ndarray | th.Tensor]) -> None:
         for name, value in values.items():
@@ -80,7 +89,7 @@ class Reservoir:
     # --- reading ---------------------------------------------------------------------------------------------
     def gather(self, slots: np.ndarray) -> dict[str, th.Tensor]:
         """Rows ``slots`` of every field."""
-        index = th.as_tensor(slots, device=self.device)
+        index = to_device(slots, self.device)
         return {name: field.index_select(0, index) for name, field in self.fields.items()}
 
     def trimmed(self) -> "Reservoir":

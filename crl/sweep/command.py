@@ -129,7 +129,7 @@ def run(out: Path, sweep: Sweep, state: dict[str, Any], workers: int | None, ray
         backend.close()
         state_mod.save(out, state)
     if stopped is not None:
-        print(f"crl sweep: stopped; rerun the same command to continue (finished runs are kept, the others resume)",
+        print("crl sweep: stopped; rerun the same command to continue (finished runs are kept, the others resume)",
               file=sys.stderr)
         return 128 + stopped
     failed = [n for n, e in state["runs"].items() if e["status"] == "failed"]

@@ -66,6 +66,8 @@ def run_one(job: dict[str, Any], stop: threading.Event | None = None) -> dict[st
             fcntl.flock(lock, fcntl.LOCK_EX)
         if (run_dir / "metrics.json").is_file():
             return {**attempt, "mode": "finished-before", "returncode": 0, "duration_s": 0.0}
+        if stop is not None and stop.is_set():  # stopped while waiting for the lock: do not start
+            return {**attempt, "mode": "not-started", "returncode": 128 + signal.SIGTERM, "duration_s": 0.0}
         step = usable_checkpoint(run_dir)
         if step is not None:
             attempt.update(mode="resume", resumed_from_step=step)
@@ -182,11 +184,15 @@ class RayBackend:
         self.task = ray.remote(ray_task)
 
     def capacity(self, cpus: float, gpus: float) -> int:
-        """Runs the cluster can hold at once."""
+        """Runs the cluster can hold at once (at least one: an autoscaling cluster may grow to fit it)."""
         total = self.ray.cluster_resources()
         fits = int(total.get("CPU", 0) // cpus) if cpus else 1
         if gpus:
             fits = min(fits, int(total.get("GPU", 0) // gpus))
+        if not fits:
+            print(f"crl sweep: warning: the Ray cluster has {total.get('CPU', 0):g} CPUs and {total.get('GPU', 0):g} "
+                  f"GPUs now; a run asks for {cpus:g} and {gpus:g}, so runs wait until the cluster grows",
+                  file=sys.stderr, flush=True)
         return max(1, fits)
 
     def submit(self, job: dict[str, Any], cpus: float, gpus: float) -> Any:
@@ -254,7 +260,7 @@ def format_seconds(seconds: float) -> str:
 def eta(state: dict[str, Any], left: int, running_for: list[float], workers: int) -> str:
     """Time left: the mean time of a finished run, for each run left and for the rest of each running one, spread
     over the workers. '?' until a run has finished."""
-    times = [state_mod.run_seconds(e) for e in state["runs"].values() if e["status"] == "done" and e["attempts"]]
+    times = [t for e in state["runs"].values() if e["status"] == "done" and (t := state_mod.run_seconds(e)) > 0]
     if not left and not running_for:
         return "0s"
     if not times:
