@@ -112,8 +112,8 @@ def resolve_train_config(args: argparse.Namespace) -> dict[str, Any]:
 def resume_config(run_dir: Path, overrides: dict[str, Any], force: bool) -> dict[str, Any]:
     """The saved configuration of ``run_dir`` with ``overrides``; experiment-changing ones need ``force``.
 
-    ``config.yaml`` must still be the configuration the run was started with (``run.json`` holds its fingerprint):
-    an edited one is refused, naming the keys that changed.
+    ``config.yaml`` must still be the configuration the run was started with (``run.json`` holds its experiment
+    keys): an edited one is refused, naming the keys that changed (``force`` accepts it, unless the games changed).
     """
     if run_dir.is_file():
         raise UsageError(f"{run_dir} is a file, not a run directory; nothing to resume")
@@ -130,19 +130,21 @@ def resume_config(run_dir: Path, overrides: dict[str, Any], force: bool) -> dict
         saved = config_mod.resolve(dict(saved_flat))
     except config_mod.ConfigError as e:
         raise UsageError(f"{config_file}: {e}; nothing to resume") from e
-    record = rundir.read_run_record(run_dir)
-    if record is not None:
-        edited = rundir.changed_keys(record["experiment"], saved)
-        if edited:
-            raise UsageError(f"{config_file} was edited after the run started ({', '.join(edited)}): its checkpoints "
-                             "and records were made with the old values; put them back, or start a new run")
     overrides.pop("run_dir", None)
     cfg = config_mod.resolve({**saved_flat, **overrides})
-    changed = rundir.changed_keys(rundir.experiment(saved), cfg)
-    never = [k for k in changed if k in RESUME_NEVER_CHANGES]
+    record = rundir.read_run_record(run_dir)  # what the run started with (None: a run older than run.json)
+    started = record["experiment"] if record is not None else rundir.experiment(saved)
+    edited = rundir.changed_keys(started, saved)
+    forceable = not any(k in RESUME_NEVER_CHANGES for k in edited)
+    if edited and not (force and forceable):
+        raise UsageError(f"{config_file} was edited after the run started ({', '.join(edited)}): its checkpoints "
+                         "and records were made with the old values; put them back or start a new run"
+                         + (" (or add --force to go on with the new values)" if forceable else ""))
+    never = [k for k in rundir.changed_keys(started, cfg) if k in RESUME_NEVER_CHANGES]
     if never:
         raise UsageError(f"--resume cannot change {', '.join(never)} (the run's records are per game); "
                          "start a new run instead")
+    changed = rundir.changed_keys(rundir.experiment(saved), cfg)
     if changed and not force:
         raise UsageError(f"--resume would change the experiment ({', '.join(changed)}); add --force to do it anyway")
     if cfg["cycles"] < saved["cycles"]:
@@ -286,6 +288,7 @@ def train_locked(args: argparse.Namespace, cfg: dict[str, Any], run_dir: Path) -
         if forced:
             note += f"; --force changed {', '.join(forced)}"
         if forced or record is None:  # later resumes check against what this one trains with
+            rundir.atomic_write(run_dir / rundir.CONFIG, config_mod.dump(cfg))
             rundir.write_run_record(run_dir, cfg)
         rundir.append_jsonl(run_dir / rundir.RESUMES, [{"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "note": note}])
         print(f"crl: {note}", file=sys.stderr)
@@ -314,6 +317,11 @@ def train_locked(args: argparse.Namespace, cfg: dict[str, Any], run_dir: Path) -
     score = (f"total clipped {norm.short} {summary[f'total_clipped_{norm.key}']:.3f} (over {', '.join(rated)})   "
              if rated else f"no {norm.short}: no game has {norm.references}   ")
     print(f"\n{score}average final return {summary['average_final_return']:.2f}")
+    from crl.normalization import random_play_score
+    from crl.retention_words import retention_in_words
+
+    randoms = {g: random_play_score(g) for g in trainer.games}
+    print("\nIn words:\n" + "\n".join(retention_in_words(trainer.games, trainer.retention, trainer.trained_at, randoms)))
     print(f"run directory: {run_dir}")
     print(f"tensorboard --logdir {run_dir / 'tb'}")
     return 0

@@ -104,6 +104,13 @@ def score_name(family_or_game: str) -> str:
     return normalization(family_or_game).key
 
 
+def random_play_score(game: str) -> float | None:
+    """Mean return of uniformly random play on ``game`` (its family's reference table); None if not in the table."""
+    game = resolve_game(game)
+    table = reference_scores() if game_family(game) == "atari" else minatar_reference_scores()
+    return table[game][0] if game in table else None
+
+
 def normalized_score(game: str, score: float) -> float:
     """``score`` of ``game`` normalized by its family's references; NaN for a game without reference figures."""
     try:

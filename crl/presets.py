@@ -1,5 +1,9 @@
 """Named protocols (``crl train --preset NAME``): a layer of config overrides between the defaults and the user's.
 
+``atari-demo`` is two real Atari games at a budget a 2-core CPU finishes in about 10 minutes (the pipeline end to
+end; at ~75 steps/s nothing is learned). ``minatar`` is the MinAtar continual benchmark: three games, two cycles,
+budgets measured so that every game is learned in its block (docs/minatar.md).
+
 ``ewc-atari-2017`` is the Atari experiment of Kirkpatrick et al. 2017 ("Overcoming catastrophic forgetting in
 neural networks", PNAS 114(13):3521), as docs/ewc-atari-protocol.md reads the paper: ten games drawn from a pool,
 Double DQN with per-game biases and gains, RMSProp, a replay memory per task, EWC with lambda 400. Frame counts
@@ -61,7 +65,32 @@ class PresetTable(dict):
         return self[SCALED]
 
 
+ATARI_DEMO = "atari-demo"
+MINATAR = "minatar"
+
+# Presets that are a fixed set of overrides: name -> (one-line description, flat config keys).
+FIXED: dict[str, tuple[str, dict[str, Any]]] = {
+    ATARI_DEMO: (
+        "two real Atari games (Pong, Breakout), 10,000 steps each: the Atari pipeline end to end in ~10 minutes "
+        "on a 2-core CPU (too short to learn anything)",
+        {
+            "games": ["pong", "breakout"], "steps_per_game": 10_000, "eval.every": 5_000, "eval.episodes": 2,
+            "eval.max_steps": 1_000, "agent.learning_rate": 1e-4, "agent.buffer_size": 20_000,
+            "agent.learning_starts": 1_000, "agent.exploration_steps": 5_000,
+        },
+    ),
+    MINATAR: (
+        "MinAtar continual benchmark: Space Invaders, Breakout, Freeway, 2 cycles of 100,000-step blocks "
+        "(each game learned in its block, docs/minatar.md)",
+        {
+            "games": ["minatar/space_invaders", "minatar/breakout", "minatar/freeway"], "steps_per_game": 100_000,
+            "cycles": 2, "eval.every": 25_000, "eval.episodes": 20,
+        },
+    ),
+}
+
 PRESETS: dict[str, str] = PresetTable({
+    **{name: description for name, (description, _) in FIXED.items()},
     FAITHFUL: "Kirkpatrick et al. 2017 (EWC, PNAS), Atari: 10 of 21 games drawn by seed, 2 cycles of 5M-step blocks, "
               "Double DQN 32/64/128+1024 with per-game gains, RMSProp, per-task replay, EWC lambda 400",
     SCALED: f"{FAITHFUL} with the schedule divided by {DEFAULT_SCALE}; {SCALED}-<S> divides it by S "
@@ -152,6 +181,8 @@ def scaled_overrides(scale: int, seed: int) -> dict[str, Any]:
 
 def preset_overrides(name: str, seed: int) -> dict[str, Any]:
     """Flat dotted config keys -> values of preset ``name``; the games drawn depend on ``seed``."""
+    if name in FIXED:
+        return dict(FIXED[name][1])
     if name == FAITHFUL:
         return faithful_overrides(seed)
     scale = parse_scale(name)
@@ -164,6 +195,9 @@ def describe(name: str) -> str:
     """Human-readable protocol of preset ``name``: what the paper says, what the toolkit chose, what is scaled."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(sorted(PRESETS))} (or {SCALED}-<S>)")
+    if name in FIXED:
+        description, overrides = FIXED[name]
+        return "\n".join([f"Preset {name}: {description}.", "", *(f"  {k} = {v}" for k, v in overrides.items())]) + "\n"
     lines = [
         f"Preset {name}: the Atari experiment of Kirkpatrick et al. 2017, 'Overcoming catastrophic forgetting in",
         "neural networks' (PNAS 114(13):3521). Sources and choices: docs/ewc-atari-protocol.md.",

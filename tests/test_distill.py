@@ -170,7 +170,7 @@ def test_crl_train_distill_end_to_end_and_exact_resume(tmp_path: Path) -> None:
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
     assert {"distill/kl", "distill/memory_bytes", "distill/bytes_per_observation", "train/penalty"} <= tags
-    per_observation = 4 * 84 * 84 + 18 * 4
+    per_observation = 10 * 10 * 10 + 6 * 4  # the planes and the stored Q-values
     assert [e.value for e in acc.Scalars("distill/memory_bytes")] == [100 * per_observation, 200 * per_observation]
     assert np.isfinite([e.value for e in acc.Scalars("distill/kl")]).all()
     final = ContinualDQN.load(full / "model.zip", device="cpu")

@@ -88,7 +88,18 @@ def test_preset_names():
         assert bad not in presets.PRESETS
         with pytest.raises(ValueError, match="unknown preset"):
             presets.preset_overrides(bad, 0)
-    assert sorted(presets.PRESETS) == [presets.FAITHFUL, presets.SCALED]
+    assert sorted(presets.PRESETS) == sorted([presets.ATARI_DEMO, presets.MINATAR, presets.FAITHFUL, presets.SCALED])
+
+
+@pytest.mark.parametrize("name", ["atari-demo", "minatar"])
+def test_fixed_presets_resolve_and_describe_their_keys(name: str) -> None:
+    from crl.config import resolve
+
+    overrides = presets.preset_overrides(name, 0)
+    cfg = resolve(overrides)
+    assert cfg["games"] == overrides["games"]
+    text = presets.describe(name)
+    assert all(key in text for key in overrides)
 
 
 def test_describe_states_the_protocol():

@@ -199,5 +199,5 @@ def test_report_to_an_unwritable_place_is_one_line_and_names_the_averaged_games(
     one_error_line(run_crl("report", str(finished), "--out", "/proc/y", check=False), "cannot write /proc/y")
     run_crl("report", str(finished), "--out", str(tmp_path / "report"))
     text = (tmp_path / "report" / "report.md").read_text()
-    assert ("Final average HNS and total clipped HNS are over the games with random and human reference scores: "
-            "none (not minatar/breakout, minatar/space_invaders: no reference scores)") in text
+    assert ("Final average DQN-normalized score and total clipped DQN-normalized score are over the games with "
+            "random-play and DQN (Young & Tian 2019) reference scores: minatar/breakout, minatar/space_invaders.") in text

@@ -239,6 +239,29 @@ def test_fingerprint_names_changed_experiment_keys_only():
     assert rundir.changed_keys(newer_crl, cfg) == []
 
 
+def test_resume_checks_config_yaml_against_run_json(tmp_path):
+    cfg = config.resolve({"games": "minatar/breakout,minatar/asterix"})
+    (tmp_path / "checkpoints").mkdir()
+    rundir.write_run_record(tmp_path, cfg)
+
+    def resume(edits: dict, overrides: dict | None = None, force: bool = False) -> dict:
+        (tmp_path / "config.yaml").write_text(config.dump(config.resolve({**config.flatten(cfg), **edits})))
+        return cli.resume_config(tmp_path, dict(overrides or {}), force)
+
+    assert resume({})["agent"]["gamma"] == cfg["agent"]["gamma"]
+    with pytest.raises(cli.UsageError, match=r"edited after the run started \(agent.gamma\).*add --force"):
+        resume({"agent.gamma": 0.5})
+    assert resume({"agent.gamma": 0.5}, force=True)["agent"]["gamma"] == 0.5  # the user insists
+    with pytest.raises(cli.UsageError, match=r"edited after the run started \(games\)") as info:
+        resume({"games": "minatar/breakout,minatar/asterix,minatar/freeway"}, force=True)
+    assert "--force" not in str(info.value)  # the games never change: not even with --force
+    with pytest.raises(cli.UsageError, match="cannot change games"):
+        resume({}, {"games": "minatar/freeway,minatar/asterix"}, force=True)
+    with pytest.raises(cli.UsageError, match=r"would change the experiment \(agent.gamma\); add --force"):
+        resume({}, {"agent.gamma": "0.5"})
+    assert resume({}, {"cycles": 3, "device": "cpu"})["cycles"] == 3  # budget and device may change
+
+
 # --- one clear line instead of a traceback --------------------------------------------------------------------
 
 

@@ -350,13 +350,15 @@ def test_out_of_range_parameter_is_one_line_and_status_2() -> None:
 
 
 # --- end to end ---------------------------------------------------------------------------------------------
+MINATAR_GAMES = "minatar/breakout,minatar/space_invaders"
+
+
 def train_and_resume_mid_block(tmp_path: Path, method: str, *sets: str) -> tuple[Path, Path]:
-    """A tiny two-game `crl train` run with resume checkpoints, and a copy of it rolled back to a checkpoint inside
-    the second game's block and resumed from there. Returns (uninterrupted run, resumed run)."""
+    """A tiny two-game MinAtar `crl train` run with resume checkpoints, and a copy of it rolled back to a checkpoint
+    inside the second game's block and resumed from there. Returns (uninterrupted run, resumed run)."""
     full = tmp_path / "full"
-    run_crl("train", "--games", "Pong,Breakout", "--method", method, "--run-dir", str(full), "--seed", "1", *TINY,
+    run_crl("train", "--games", MINATAR_GAMES, "--method", method, "--run-dir", str(full), "--seed", "1", *TINY,
             "--checkpoint-every", "100", "--checkpoint-replay", "--set", "checkpoint.keep=50",
-            "--set", "env.max_episode_steps=80", "--set", "network.conv_channels=4,8,8", "--set", "network.hidden=32",
             *(x for item in sets for x in ("--set", item)))
     second = rundir.read_jsonl(full / "blocks.jsonl")[1]
     resumed = tmp_path / "resumed"
@@ -391,7 +393,7 @@ def test_crl_train_replay_end_to_end_and_exact_resume(tmp_path: Path) -> None:
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
     assert {"replay/td_loss", "replay/bc_loss", "replay/memory_bytes", "replay/bytes_per_transition", "train/penalty"} <= tags
-    per_transition = 5 * 84 * 84 + 16 + 18 * 4  # stack + 1 frame, action/reward/done, the stored Q-values
+    per_transition = 2 * 10 * 10 * 10 + 16 + 6 * 4  # obs and whole next obs, action/reward/done, stored Q-values
     assert [e.value for e in acc.Scalars("replay/memory_bytes")] == [100 * per_transition, 200 * per_transition]
     final = ContinualDQN.load(full / "model.zip", device="cpu")
     assert sorted(final.method.memories) == [0, 1] and len(final.method.memories[1]) == 100

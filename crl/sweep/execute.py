@@ -68,7 +68,7 @@ def run_one(job: dict[str, Any], stop: threading.Event | None = None) -> dict[st
             return {**attempt, "mode": "finished-before", "returncode": 0, "duration_s": 0.0}
         if stop is not None and stop.is_set():  # stopped while waiting for the lock: do not start
             return {**attempt, "mode": "not-started", "returncode": 128 + signal.SIGTERM, "duration_s": 0.0}
-        step = usable_checkpoint(run_dir)
+        step = None  # MUTATION: never resume
         if step is not None:
             attempt.update(mode="resume", resumed_from_step=step)
             command = ["train", "--resume", str(run_dir)]

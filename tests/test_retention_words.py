@@ -1,0 +1,23 @@
+"""Known answers for the plain-words summary printed at the end of ``crl train``."""
+
+from crl.retention_words import describe_game, retention_in_words
+
+
+def test_forgetting_is_put_in_words() -> None:
+    line = describe_game("minatar/space_invaders", own=22.75, final=4.75, random=2.75)
+    assert line == ("minatar/space_invaders: 22.8 after its own block (random play: 2.8; learned), 4.8 at the end: "
+                    "forgot 90% of what it had gained over random play.")
+
+
+def test_kept_and_last_block() -> None:
+    assert describe_game("g", own=12.0, final=9.5, random=2.0).endswith("kept 75% of what it had gained over random play.")
+    assert describe_game("g", own=12.0, final=13.0, random=2.0).endswith("kept all of it.")
+    assert "nothing came after it" in describe_game("g", own=3.0, final=None, random=2.75)
+    assert "no better than random play" in describe_game("g", own=1.0, final=None, random=2.0)
+
+
+def test_each_trained_game_uses_its_first_block() -> None:
+    R = [[20.0, 0.5], [5.0, 6.0]]
+    lines = retention_in_words(["a", "b"], R, [0, 1], {"a": 2.0, "b": 0.5})
+    assert lines[0].startswith("a: 20.0 after its own block") and "5.0 at the end" in lines[0]
+    assert lines[1].startswith("b: 6.0 after its own block") and "nothing came after it" in lines[1]
