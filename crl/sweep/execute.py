@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import crl
 from crl.sweep import state as state_mod
@@ -33,6 +33,12 @@ STOPPED = (128 + signal.SIGINT, 128 + signal.SIGTERM, -signal.SIGINT, -signal.SI
 
 
 # --- one run, on a worker ------------------------------------------------------------------------------------
+
+
+class StopFlag(Protocol):
+    """Set when the sweep asks its runs to stop: a threading.Event here, the task's cancellation on Ray."""
+
+    def is_set(self) -> bool: ...
 
 
 def usable_checkpoint(run_dir: Path) -> int | None:
@@ -47,11 +53,11 @@ def usable_checkpoint(run_dir: Path) -> int | None:
         return None
 
 
-def run_one(job: dict[str, Any], stop: threading.Event | None = None) -> dict[str, Any]:
+def run_one(job: dict[str, Any], stop: StopFlag | None = None) -> dict[str, Any]:
     """Run (or resume) one run of a sweep to its end; the attempt's record.
 
-    ``job``: name, run_dir, config_file, log_file, lock_file (absolute paths). ``stop`` (local workers) or a
-    KeyboardInterrupt (Ray's cancel) asks the run to checkpoint and stop.
+    ``job``: name, run_dir, config_file, log_file, lock_file (absolute paths). ``stop`` being set, or a
+    KeyboardInterrupt, asks the run to checkpoint and stop.
     """
     run_dir, log_path = Path(job["run_dir"]), Path(job["log_file"])
     attempt: dict[str, Any] = {"start": state_mod.now(), "host": socket.gethostname(), "worker_pid": os.getpid()}
@@ -68,7 +74,7 @@ def run_one(job: dict[str, Any], stop: threading.Event | None = None) -> dict[st
             return {**attempt, "mode": "finished-before", "returncode": 0, "duration_s": 0.0}
         if stop is not None and stop.is_set():  # stopped while waiting for the lock: do not start
             return {**attempt, "mode": "not-started", "returncode": 128 + signal.SIGTERM, "duration_s": 0.0}
-        step = None  # MUTATION: never resume
+        step = usable_checkpoint(run_dir)
         if step is not None:
             attempt.update(mode="resume", resumed_from_step=step)
             command = ["train", "--resume", str(run_dir)]
@@ -92,7 +98,7 @@ def run_one(job: dict[str, Any], stop: threading.Event | None = None) -> dict[st
     return attempt
 
 
-def _wait(proc: subprocess.Popen, stop: threading.Event | None, asked: Callable[[str], None]) -> int:
+def _wait(proc: subprocess.Popen, stop: StopFlag | None, asked: Callable[[str], None]) -> int:
     """Wait for the child; on ``stop`` or a KeyboardInterrupt (Ray's cancel) send it one SIGTERM and wait for its
     checkpoint."""
     sent = False
@@ -138,7 +144,7 @@ class _RayCancelled:
 
 def ray_task(job: dict[str, Any]) -> dict[str, Any]:
     """What a Ray task runs: :func:`run_one`, stopped by the task's cancellation."""
-    return run_one(job, _RayCancelled())  # type: ignore[arg-type]
+    return run_one(job, _RayCancelled())
 
 
 # --- backends --------------------------------------------------------------------------------------------------
@@ -212,7 +218,7 @@ class RayBackend:
 
     def stop(self, handles: list[Any]) -> None:
         for handle in handles:
-            self.ray.cancel(handle)  # a KeyboardInterrupt in run_one: the child checkpoints and stops
+            self.ray.cancel(handle)  # sets the task's cancellation flag: run_one asks its run to checkpoint and stop
 
     def close(self) -> None:
         if self.owned:
