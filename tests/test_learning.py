@@ -2,8 +2,9 @@
 with a learning rate of 0 does not (so the test cannot pass by luck of the untrained network or the evaluation).
 
 Budget calibrated in docs/minatar.md ("Learning test"): Space Invaders, 15,000 env steps, ~1 minute on 2 cores.
-Random play scores 2.7 (crl/data/minatar_scores.csv); learning runs ended between {min} and {max} over seeds 0-4,
-learning-rate-0 runs between {min0} and {max0}.
+Random play scores 2.7 (crl/data/minatar_scores.csv); with the default learning rate 1e-3 the runs of seeds 0-4 ended
+at 18.8, 22.5, 9.9, 19.4 and 15.9, with learning rate 0 seeds 0 and 1 at 0.0 and 0.3 (the untrained network's greedy
+policy plays worse than random). The test runs seed 0.
 """
 
 from __future__ import annotations

@@ -38,7 +38,8 @@ def run_main(capsys, *argv: str) -> tuple[int, list[str]]:
     ("agent.gradient_steps", "0", "agent.gradient_steps must be -1 or >= 1"),
     ("agent.learning_rate", ".nan", "agent.learning_rate must be a finite number"),
     ("agent.learning_rate", ".inf", "agent.learning_rate must be a finite number"),
-    ("agent.learning_rate", "0", "agent.learning_rate must be > 0"),
+    ("agent.learning_rate", "-1e-4", "agent.learning_rate must be >= 0"),  # 0: the no-learning control
+    ("agent.max_grad_norm", "0", "agent.max_grad_norm must be > 0"),
     ("agent.max_grad_norm", "nan", "agent.max_grad_norm must be a finite number"),
     ("env.frame_skip", "0", "env.frame_skip must be >= 1"),
     ("network.conv_channels", "0,0,0", "network.conv_channels must be >= 1"),
@@ -50,7 +51,9 @@ def run_main(capsys, *argv: str) -> tuple[int, list[str]]:
 ])
 def test_out_of_range_values_are_refused_before_anything_is_written(tmp_path, capsys, key, value, says):
     run_dir = tmp_path / "run"
-    status, err = run_main(capsys, "train", "--run-dir", str(run_dir), "--games", "minatar/breakout", "--set", f"{key}={value}")
+    small = ["--steps-per-game", "8", "--n-envs", "2", "--eval-every", "0", "--eval-episodes", "1", "--device", "cpu"]
+    status, err = run_main(capsys, "train", "--run-dir", str(run_dir), "--games", "minatar/breakout", *small,
+                           "--set", f"{key}={value}")  # --set comes last: it overrides the small budget's flags
     assert status == 2 and len(err) == 1 and says in err[0], err
     assert not run_dir.exists()
 
