@@ -212,9 +212,11 @@ def start_run_dir(run_dir: Path, cfg: dict[str, Any]) -> None:
 
 def format_retention(games: list[str], rows: list[list[float]], trained: list[str]) -> str:
     width = max(10, *(len(g) for g in games))
-    lines = ["after block".ljust(22) + "".join(g.rjust(width + 1) for g in games)]
-    for i, row in enumerate(rows):
-        lines.append(f"{i} ({trained[i]})".ljust(22) + "".join(f"{v:{width + 1}.1f}" for v in row))
+    labels = [f"{i} ({trained[i]})" for i in range(len(rows))]
+    label_width = max(22, *(len(label) + 1 for label in labels))
+    lines = ["after block".ljust(label_width) + "".join(g.rjust(width + 1) for g in games)]
+    for label, row in zip(labels, rows):
+        lines.append(label.ljust(label_width) + "".join(f"{v:{width + 1}.1f}" for v in row))
     return "\n".join(lines)
 
 
