@@ -10,6 +10,8 @@ from agents import ContinualDQN
 from crl.methods import Method, MethodParams, TaskInfo
 from envs import make_atari_vec_env
 
+pytestmark = pytest.mark.e2e  # real games end to end: `-m "not e2e"` skips them
+
 
 @dataclass
 class CountingParams(MethodParams):

@@ -4,6 +4,8 @@ import pytest
 
 from tests.conftest import run_crl
 
+pytestmark = pytest.mark.e2e  # real games end to end: `-m "not e2e"` skips them
+
 
 @pytest.mark.parametrize(
     "args, says",

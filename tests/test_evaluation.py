@@ -7,6 +7,9 @@ import numpy as np
 import torch as th
 
 from crl.evaluation import play_episodes
+import pytest
+
+pytestmark = pytest.mark.e2e  # real games end to end: `-m "not e2e"` skips them
 
 
 class NoopQNetwork:

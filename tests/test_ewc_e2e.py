@@ -15,6 +15,8 @@ from crl import cli
 from crl.methods import TaskInfo, make_method
 from envs import make_atari_vec_env
 
+pytestmark = pytest.mark.e2e  # real games end to end: `-m "not e2e"` skips them
+
 SMALL_NETWORK = {"task_modulation": True, "conv_channels": (8, 8, 8), "hidden": 32}
 
 

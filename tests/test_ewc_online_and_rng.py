@@ -15,6 +15,9 @@ from crl.methods import TaskInfo, make_method
 from crl.methods.ewc import EWC, ONLINE, Anchor, OnlineEWC
 from envs import make_atari_vec_env
 from tests.test_ewc import seeded_agent
+import pytest
+
+pytestmark = pytest.mark.e2e  # real games end to end: `-m "not e2e"` skips them
 
 
 class TwoWeights(nn.Module):

@@ -9,6 +9,8 @@ import pytest
 from crl import config, presets
 from envs import make_atari_vec_env
 
+pytestmark = pytest.mark.e2e  # real games end to end: `-m "not e2e"` skips them
+
 
 def frames_moving_under_noops(env_section: dict) -> int:
     """Breakout with no no-op starts, 40 NOOP steps: how many observations differ from the first one."""

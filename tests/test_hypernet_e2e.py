@@ -19,6 +19,8 @@ from crl.task_inference.entropy import infer_task_id
 from envs import make_atari_vec_env
 from tests.conftest import run_crl
 
+pytestmark = pytest.mark.e2e  # real games end to end: `-m "not e2e"` skips them
+
 GAMES = ["Pong", "Breakout"]
 NETWORK = {"conv_channels": (4, 8, 8), "hidden": 32}  # 15,302 generated weights
 HYPER = {"chunk_size": 1000, "hidden": [16], "beta": 0.05}

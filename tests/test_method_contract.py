@@ -23,6 +23,8 @@ from crl.methods import METHODS, TaskInfo
 from crl.trainer import build_agent
 from envs import make_vec_env
 
+pytestmark = pytest.mark.e2e  # real games end to end: `-m "not e2e"` skips them
+
 FAMILIES = {
     "atari": (("pong", "breakout"), {"network.conv_channels": [4, 8, 8], "network.hidden": 32}),
     "minatar": (("minatar/breakout", "minatar/space_invaders"), {}),

@@ -18,6 +18,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from crl import rundir
 from tests.conftest import REPO, TINY, run_crl
 
+pytestmark = pytest.mark.e2e  # real games end to end: `-m "not e2e"` skips them
+
 GAMES = ["minatar/breakout", "minatar/space_invaders"]
 KEY = "dqn_normalized"
 

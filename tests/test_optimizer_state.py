@@ -8,6 +8,8 @@ import torch as th
 from crl.methods import TaskInfo
 from tests.test_method_contract import make_agent
 
+pytestmark = pytest.mark.e2e  # real games end to end: `-m "not e2e"` skips them
+
 STATE_KEY = {"adam": "exp_avg_sq", "rmsprop": "square_avg"}
 
 

@@ -18,6 +18,8 @@ from agents import ContinualDQN
 from crl.methods import TaskInfo, make_method
 from envs import make_atari_vec_env
 
+pytestmark = pytest.mark.e2e  # real games end to end: `-m "not e2e"` skips them
+
 GAMES = ["Pong", "Breakout", "SpaceInvaders"]
 REPO = Path(__file__).resolve().parents[1]
 

@@ -19,6 +19,8 @@ from matplotlib.image import imread
 
 from crl.cli import main as cli_main
 
+pytestmark = pytest.mark.e2e  # real games end to end: `-m "not e2e"` skips them
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--games", "Pong,Breakout", "--steps-per-game", "200", "--eval-every", "100", "--eval-episodes", "1",
         "--eval-max-steps", "50", "--n-envs", "1", "--device", "cpu",

@@ -14,6 +14,8 @@ import yaml
 from crl import config
 from crl.cli import build_parser, resolve_train_config
 
+pytestmark = pytest.mark.e2e  # real games end to end: `-m "not e2e"` skips them
+
 REPO = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("reproduce_ewc_atari", REPO / "scripts" / "reproduce_ewc_atari.py")
 reproduce = importlib.util.module_from_spec(spec)

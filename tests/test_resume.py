@@ -15,6 +15,8 @@ from agents import ContinualDQN
 from crl import rundir
 from tests.conftest import REPO, run_crl
 
+pytestmark = pytest.mark.e2e  # real games end to end: `-m "not e2e"` skips them
+
 ARGS = ["--games", "Pong,Breakout", "--steps-per-game", "400", "--eval-every", "200", "--eval-episodes", "1",
         "--eval-max-steps", "40", "--n-envs", "2", "--device", "cpu", "--seed", "5", "--checkpoint-every", "100",
         "--checkpoint-replay", "--set", "agent.learning_starts=100", "--set", "agent.buffer_size=1000",

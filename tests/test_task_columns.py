@@ -23,6 +23,8 @@ from crl.sequence import TaskSequence
 from crl.trainer import ContinualTrainer, upgrade_state
 from tests.test_ewc import seeded_agent
 
+pytestmark = pytest.mark.e2e  # real games end to end: `-m "not e2e"` skips them
+
 # The example: 3 games trained in order, retention rows after each block.
 R = np.array([[10.0, 0.0, 0.0], [5.0, 20.0, 0.0], [1.0, 2.0, 30.0]])
 GAMES = ["pong", "breakout", "freeway"]

@@ -4,6 +4,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from crl import checkpoint
 from tests.conftest import run_crl
+import pytest
+
+pytestmark = pytest.mark.e2e  # real games end to end: `-m "not e2e"` skips them
 
 
 def test_fmn_recognises_new_and_revisited_games(tmp_path):

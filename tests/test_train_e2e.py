@@ -11,6 +11,8 @@ from agents import ContinualDQN
 from crl import rundir
 from tests.conftest import run_crl
 
+pytestmark = pytest.mark.e2e  # real games end to end: `-m "not e2e"` skips them
+
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):

@@ -11,6 +11,8 @@ from stable_baselines3.common.vec_env import VecCheckNan, VecEnv
 
 from envs import make_atari_vec_env
 
+pytestmark = pytest.mark.e2e  # real games end to end: `-m "not e2e"` skips them
+
 
 def test_spaces_and_observations_follow_sb3_conventions():
     env = make_atari_vec_env("Pong", n_envs=3, seed=0)
