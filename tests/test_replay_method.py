@@ -399,3 +399,30 @@ def test_crl_train_replay_end_to_end_and_exact_resume(tmp_path: Path) -> None:
     assert sorted(final.method.memories) == [0, 1] and len(final.method.memories[1]) == 100
     assert final.method.memories[0].seen == final.task_steps[0] >= 300  # every transition of the block was offered
     assert_same_run(full, resumed)
+
+
+def test_td_loss_of_stored_transitions_uses_their_task_in_target_and_argmax() -> None:
+    """``td_loss(data, task_id=j)``: online Q, the Double DQN argmax and the target network all evaluate as task j
+    (a hand-built target; evaluating any of the three as the current task gives another value)."""
+    import torch.nn.functional as F
+
+    agent = prepared_agent({})
+    method: Replay = agent.method
+    with th.no_grad():  # task 0's modulations differ between the online and target networks and from task 1's
+        for net, scale in ((agent.q_net, 0.5), (agent.q_net_target, 1.0)):
+            for modulation in net.modulations:
+                modulation.biases[0].normal_(0, scale)
+                modulation.gains[0].uniform_(0.5, 1.5)
+            net.parameters_changed()
+    groups = sample_by_task(copy.deepcopy(method.rng), {0: len(method.memories[0])}, method.params.batch_size)
+    data, _ = method.samples(0, groups[0][1], agent.device)
+    with th.no_grad():
+        next_actions = agent.q_net(data.next_observations, task_id=0).argmax(dim=1, keepdim=True)
+        next_q = agent.q_net_target(data.next_observations, task_id=0).gather(1, next_actions)
+        target = data.rewards + (1 - data.dones) * agent.gamma * next_q
+        q = agent.q_net(data.observations, task_id=0).gather(1, data.actions.long())
+        expected = F.smooth_l1_loss(q, target)
+        wrong_target = data.rewards + (1 - data.dones) * agent.gamma * agent.q_net_target(
+            data.next_observations, task_id=1).gather(1, next_actions)
+        assert not th.isclose(expected, F.smooth_l1_loss(q, wrong_target))
+        th.testing.assert_close(agent.td_loss(data, task_id=0), expected)
