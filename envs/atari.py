@@ -13,13 +13,13 @@ from typing import Any, Sequence
 
 import numpy as np
 from ale_py.vector_env import AtariVectorEnv
-from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
 from envs.games import resolve_game
+from envs.whole_vec_env import WholeVecEnv
 
 
-class AtariVecEnv(VecEnv):
+class AtariVecEnv(WholeVecEnv):
     """SB3 ``VecEnv`` over ``AtariVectorEnv`` with SB3's auto-reset semantics.
 
     On an episode end, ``step`` returns the first observation of the next episode, with the last one in
@@ -101,22 +101,6 @@ class AtariVecEnv(VecEnv):
     def seed(self, seed: int | None = None) -> Sequence[None | int]:
         self._seed = 0 if seed is None else seed
         return [self._seed + i for i in range(self.num_envs)]
-
-    # --- the parts of the VecEnv interface that address sub-environments ------------------------------
-    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
-        if attr_name == "render_mode":
-            return [None for _ in self._get_indices(indices)]
-        return [getattr(self, attr_name) for _ in self._get_indices(indices)]
-
-    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
-        setattr(self, attr_name, value)
-
-    def env_method(self, method_name: str, *method_args, indices: VecEnvIndices = None, **method_kwargs) -> list[Any]:
-        raise AttributeError(f"AtariVecEnv runs its games inside ALE's C++ threads and has no per-env {method_name!r}")
-
-    def env_is_wrapped(self, wrapper_class: type, indices: VecEnvIndices = None) -> list[bool]:
-        """Monitor-like: episode statistics (raw scores) are in ``info["episode"]``, so SB3 tools trust them."""
-        return [wrapper_class is Monitor for _ in self._get_indices(indices)]
 
 
 def make_atari_vec_env(game: str, n_envs: int = 1, seed: int = 0, **options: Any) -> AtariVecEnv:

@@ -20,10 +20,10 @@ from typing import Any, Sequence
 
 import numpy as np
 from gymnasium import spaces
-from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
 from envs.games import MINATAR_GAMES, MINATAR_PREFIX, resolve_game
+from envs.whole_vec_env import WholeVecEnv
 
 GRID = 10  # every MinAtar game plays out on a 10x10 grid
 NUM_ACTIONS = 6  # MinAtar's full action set, shared by all games
@@ -48,7 +48,7 @@ def observation_channels() -> int:
     return max(game_channels(g) for g in MINATAR_GAMES)
 
 
-class MinAtarVecEnv(VecEnv):
+class MinAtarVecEnv(WholeVecEnv):
     """SB3 ``VecEnv`` over ``n_envs`` ``minatar.Environment`` instances of one game, stepped in a plain loop.
 
     On an episode end (game over, or ``max_episode_steps`` agent steps), ``step`` returns the first observation of
@@ -158,22 +158,6 @@ class MinAtarVecEnv(VecEnv):
         self._seed = 0 if seed is None else seed
         self._resets = 0
         return [self._seed for _ in range(self.num_envs)]
-
-    # --- the parts of the VecEnv interface that address sub-environments ------------------------------
-    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
-        if attr_name == "render_mode":
-            return [None for _ in self._get_indices(indices)]
-        return [getattr(self, attr_name) for _ in self._get_indices(indices)]
-
-    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
-        setattr(self, attr_name, value)
-
-    def env_method(self, method_name: str, *method_args, indices: VecEnvIndices = None, **method_kwargs) -> list[Any]:
-        raise AttributeError(f"MinAtarVecEnv steps MinAtar games directly and has no per-env {method_name!r}")
-
-    def env_is_wrapped(self, wrapper_class: type, indices: VecEnvIndices = None) -> list[bool]:
-        """Monitor-like: episode statistics (raw scores) are in ``info["episode"]``, so SB3 tools trust them."""
-        return [wrapper_class is Monitor for _ in self._get_indices(indices)]
 
 
 def make_minatar_vec_env(
