@@ -287,7 +287,12 @@ class ContinualTrainer:
                     self.train_block(self.blocks[self.block_index])
                     self.block_index += 1
                     self.block_done = 0
-                    self.save_checkpoint()
+                    point = self.save_checkpoint()
+                    # A signal in a block's last segment stops here, after end_task: a checkpoint taken between the
+                    # last training step and end_task would resume with the block's replay gone (without
+                    # --checkpoint-replay) and nothing left to refill it, so EWC's Fisher would have no samples.
+                    if self.signals.signum is not None and self.block_index < len(self.blocks):
+                        raise TrainingInterrupted(self.signals.signum, point.zip_path)
             summary = metrics.summarize(np.array(self.retention), self.games, self.trained_at)
             summary["task_ids"] = list(self.task_ids)
             rundir.write_json(self.run_dir / rundir.METRICS, summary)
@@ -330,10 +335,11 @@ class ContinualTrainer:
                         reset_num_timesteps=False)
             self.block_done = agent.num_timesteps - start
             env = None
+            if self.block_done >= block.steps:
+                break  # a stop signal during the last segment waits for the block's end (see run)
             if self.signals.signum is not None:
                 raise TrainingInterrupted(self.signals.signum, self.save_checkpoint().zip_path)
-            if self.block_done < block.steps:
-                self.save_checkpoint()
+            self.save_checkpoint()
         if agent.num_timesteps != start + block.steps:  # a resume after a signal mid-rollout ends off the grid
             rundir.update_last_jsonl(self.run_dir / rundir.BLOCKS, {"end_step": agent.num_timesteps})
         agent.end_task()
