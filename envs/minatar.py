@@ -160,22 +160,7 @@ class MinAtarVecEnv(WholeVecEnv):
         return [self._seed for _ in range(self.num_envs)]
 
 
-def make_minatar_vec_env(
-    game: str,
-    n_envs: int = 1,
-    seed: int = 0,
-    sticky_actions: float = 0.1,
-    difficulty_ramping: bool = True,
-    clip_rewards: bool = True,
-    max_episode_steps: int | None = None,
-) -> MinAtarVecEnv:
-    """A ready-to-train ``MinAtarVecEnv`` for ``game`` (``minatar/breakout``, ``MinAtar/Breakout-v1``, ...)."""
-    return MinAtarVecEnv(
-        game,
-        n_envs=n_envs,
-        seed=seed,
-        sticky_actions=sticky_actions,
-        difficulty_ramping=difficulty_ramping,
-        clip_rewards=clip_rewards,
-        max_episode_steps=max_episode_steps,
-    )
+def make_minatar_vec_env(game: str, n_envs: int = 1, seed: int = 0, **options: Any) -> MinAtarVecEnv:
+    """A ready-to-train ``MinAtarVecEnv`` for ``game`` (``minatar/breakout``, ``MinAtar/Breakout-v1``, ...); options as
+    in :class:`MinAtarVecEnv`."""
+    return MinAtarVecEnv(game, n_envs=n_envs, seed=seed, **options)
