@@ -1,7 +1,7 @@
 """Named protocols (``crl train --preset NAME``): a layer of config overrides between the defaults and the user's.
 
 ``atari-demo`` is two real Atari games at a budget a 2-core CPU finishes in about 10 minutes (the pipeline end to
-end; at ~75 steps/s nothing is learned). ``minatar`` is the MinAtar continual sequence: two games, two cycles,
+end; at ~75 steps/s nothing is learned). ``minatar`` is the MinAtar continual sequence: three games, two cycles,
 budgets measured so that every game is learned in its block and fine-tuning forgets (docs/minatar.md).
 
 ``ewc-atari-2017`` is the Atari experiment of Kirkpatrick et al. 2017 ("Overcoming catastrophic forgetting in
@@ -80,10 +80,10 @@ FIXED: dict[str, tuple[str, dict[str, Any]]] = {
         },
     ),
     MINATAR: (
-        "MinAtar continual sequence: Space Invaders then Breakout, 2 cycles of 100,000-step blocks (budgets from "
-        "measured single-game and fine-tuning runs, docs/minatar.md)",
+        "MinAtar continual sequence: Space Invaders, Breakout, Freeway, 2 cycles of 100,000-step blocks (budgets "
+        "from measured single-game and fine-tuning runs, docs/minatar.md)",
         {
-            "games": ["minatar/space_invaders", "minatar/breakout"], "steps_per_game": 100_000,
+            "games": ["minatar/space_invaders", "minatar/breakout", "minatar/freeway"], "steps_per_game": 100_000,
             "cycles": 2, "eval.every": 25_000, "eval.episodes": 20,
         },
     ),

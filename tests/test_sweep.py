@@ -333,3 +333,20 @@ def test_sweep_on_a_local_ray_cluster(tmp_path):
         check_finished_run(out / "runs" / name, GAMES)
     summary = json.loads((out / "report" / "summary.json").read_text())
     assert {g["label"]: g["n_runs"] for g in summary["groups"]} == {"finetune": 2, "ewc": 2}
+
+
+def test_a_spec_that_only_adds_runs_extends_the_sweep(tmp_path):
+    """More seeds for a finished sweep (the benchmark's later sessions): the finished run is kept, not rerun; only
+    the added one runs. A spec that changes a finished run's settings is still another sweep."""
+    data = {"base": {**TINY_BASE, "games": GAMES[:1]}, "axes": {"seed": [0]}}
+    out = tmp_path / "out"
+    run_crl("sweep", str(write_spec(tmp_path / "s.yaml", data)), "--out", str(out))
+    data["axes"]["seed"] = [0, 1]
+    more = run_crl("sweep", str(write_spec(tmp_path / "more.yaml", data)), "--out", str(out))
+    assert "adds 1 runs" in more.stderr
+    runs = sweep_state(out)["runs"]
+    assert [len(runs[n]["attempts"]) for n in ("finetune-s0", "finetune-s1")] == [1, 1]
+    assert runs["finetune-s1"]["status"] == "done"
+    data["base"]["steps_per_game"] = 300
+    other = run_crl("sweep", str(write_spec(tmp_path / "other.yaml", data)), "--out", str(out), check=False)
+    assert other.returncode == 2 and "holds another sweep" in other.stderr

@@ -60,10 +60,17 @@ def prepare(out: Path, sweep: Sweep, spec_path: Path) -> tuple[Any, dict[str, An
         if old is None and any(out.iterdir()):
             raise SpecError(f"{out} exists and is not a sweep directory (no {state_mod.STATE}); choose another --out")
     if old is not None and old.get("fingerprint") != sweep.fingerprint:
-        names, before = [r.name for r in sweep.runs], list(old.get("runs", {}))
-        added, removed = len(set(names) - set(before)), len(set(before) - set(names))
-        raise SpecError(f"{out} holds another sweep (started from {old.get('spec')}; this spec has {added} new runs, "
-                        f"{removed} fewer, or other settings); choose another --out")
+        if not extends(out, sweep):
+            names, before = [r.name for r in sweep.runs], list(old.get("runs", {}))
+            added, removed = len(set(names) - set(before)), len(set(before) - set(names))
+            raise SpecError(f"{out} holds another sweep (started from {old.get('spec')}; this spec has {added} new "
+                            f"runs, {removed} fewer, or other settings); choose another --out")
+        added = [r for r in sweep.runs if r.name not in old["runs"]]
+        print(f"crl sweep: the spec adds {len(added)} runs to the sweep in {out}; its {len(old['runs'])} runs are "
+              "kept", file=sys.stderr)
+        old["fingerprint"], old["spec"] = sweep.fingerprint, str(spec_path)
+        old["runs"].update({r.name: {"kind": r.kind, "overrides": r.overrides, "status": "pending", "attempts": []}
+                            for r in added})
     out.mkdir(parents=True, exist_ok=True)
     lock = open(out / "sweep.lock", "a")
     try:
@@ -87,6 +94,17 @@ def prepare(out: Path, sweep: Sweep, spec_path: Path) -> tuple[Any, dict[str, An
             entry["status"] = "pending"
     state_mod.save(out, state)
     return lock, state
+
+
+def extends(out: Path, sweep: Sweep) -> bool:
+    """Whether ``sweep`` only adds runs to the one in ``out`` (more seeds, more values, more methods): every run
+    of the stored spec is in it under the same name with the same settings, so finished runs stay valid."""
+    try:
+        before = spec_mod.expand(spec_mod.load(out / "spec.yaml"), source=str(out / "spec.yaml"))
+    except SpecError:
+        return False
+    now = {r.name: (r.kind, r.layers) for r in sweep.runs}
+    return all(now.get(r.name) == (r.kind, r.layers) for r in before.runs)
 
 
 def cpus_gpus(sweep: Sweep, cfg: dict[str, Any]) -> tuple[float, float]:
