@@ -347,6 +347,8 @@ def test_a_spec_that_only_adds_runs_extends_the_sweep(tmp_path):
     runs = sweep_state(out)["runs"]
     assert [len(runs[n]["attempts"]) for n in ("finetune-s0", "finetune-s1")] == [1, 1]
     assert runs["finetune-s1"]["status"] == "done"
+    usage = runs["finetune-s1"]["attempts"][0]  # the run's own resources, measured by its supervisor (wait4)
+    assert usage["cpu_s"] > 1.0 and usage["max_rss_mib"] > 100
     data["base"]["steps_per_game"] = 300
     other = run_crl("sweep", str(write_spec(tmp_path / "other.yaml", data)), "--out", str(out), check=False)
     assert other.returncode == 2 and "holds another sweep" in other.stderr

@@ -4,12 +4,15 @@ Starts ``PROGRAM ARG...`` (a ``crl train``) and turns every stop request into ex
 writes a checkpoint and exits: a SIGTERM or SIGINT from the sweep, and on Linux the death of the sweep process
 (the parent-death signal). The run cannot take that signal itself: the kernel sends it once per exiting thread of a
 multi-threaded parent, and a second SIGTERM makes ``crl train`` exit without its checkpoint. Exits with the run's
-status (128 + N if signal N killed it). Imports nothing heavy: it lives as long as the run.
+status (128 + N if signal N killed it), after printing the run's CPU seconds and peak resident memory as one line
+(``USAGE_PREFIX`` + JSON) that the sweep adds to the attempt's record. Imports nothing heavy: it lives as long as
+the run.
 """
 
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import signal
 import subprocess
@@ -18,6 +21,7 @@ import time
 from typing import Any
 
 PR_SET_PDEATHSIG = 1
+USAGE_PREFIX = "crl sweep: resources "  # the line this prints into the run's log when the run ends
 
 
 def main(argv: list[str]) -> int:
@@ -39,11 +43,17 @@ def main(argv: list[str]) -> int:
         return 128 + signal.SIGTERM
     proc = subprocess.Popen(program)
     sent = False
-    while (returncode := proc.poll()) is None:
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)  # wait4: the run's own CPU time and peak memory
+        if pid:
+            break
         if asked and not sent:  # only this loop signals the run, so it is signalled once
             proc.send_signal(signal.SIGTERM)
             sent = True
         time.sleep(0.1)
+    print(USAGE_PREFIX + json.dumps({"cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+                                     "max_rss_mib": round(usage.ru_maxrss / 1024, 1)}), flush=True)
+    returncode = os.waitstatus_to_exitcode(status)
     return 128 - returncode if returncode < 0 else returncode
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -27,6 +28,7 @@ from typing import Any, Callable, Protocol
 
 import crl
 from crl.sweep import state as state_mod
+from crl.sweep.child import USAGE_PREFIX
 
 REPO = Path(crl.__file__).resolve().parents[1]
 STOPPED = (128 + signal.SIGINT, 128 + signal.SIGTERM, -signal.SIGINT, -signal.SIGTERM)  # exit statuses of a stopped run
@@ -93,9 +95,19 @@ def run_one(job: dict[str, Any], stop: StopFlag | None = None) -> dict[str, Any]
         attempt["pid"] = proc.pid
         returncode = _wait(proc, stop, lambda why: _note(log, f"{why}: asking the run to checkpoint and stop"))
     attempt.update(returncode=returncode, duration_s=round(time.monotonic() - started, 1), end=state_mod.now())
+    attempt.update(resource_usage(log_path, offset))
     if returncode != 0:
         attempt["error"] = last_line(log_path, offset) or f"exit status {returncode}"
     return attempt
+
+
+def resource_usage(log_path: Path, offset: int) -> dict[str, Any]:
+    """The run's CPU seconds and peak memory (MiB) that ``crl.sweep.child`` printed after ``offset`` of the log;
+    empty when it printed none (killed before the run ended)."""
+    with open(log_path, "rb") as log:
+        log.seek(offset)
+        lines = [line for line in log.read().decode(errors="replace").splitlines() if line.startswith(USAGE_PREFIX)]
+    return json.loads(lines[-1][len(USAGE_PREFIX):]) if lines else {}
 
 
 def _wait(proc: subprocess.Popen, stop: StopFlag | None, asked: Callable[[str], None]) -> int:
@@ -123,11 +135,13 @@ def _note(log: Any, text: str) -> None:
 
 
 def last_line(path: Path, offset: int = 0) -> str:
-    """The last non-empty line written to ``path`` after ``offset`` (a redrawn status line counts its last redraw)."""
+    """The last non-empty line the run wrote to ``path`` after ``offset`` (a redrawn status line counts its last
+    redraw; the supervisor's resource line is not the run's)."""
     with open(path, "rb") as f:
         f.seek(max(offset, os.path.getsize(path) - 65536))
         text = f.read().decode(errors="replace")
-    lines = [seg.strip() for line in text.splitlines() for seg in line.split("\r")[-1:] if seg.strip()]
+    lines = [seg.strip() for line in text.splitlines() for seg in line.split("\r")[-1:]
+             if seg.strip() and not seg.startswith(USAGE_PREFIX)]
     return lines[-1][:300] if lines else ""
 
 
