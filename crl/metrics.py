@@ -59,6 +59,17 @@ def backward_transfer(R: np.ndarray, trained_at: list[int]) -> float:
     return float(np.mean(diffs)) if diffs else math.nan
 
 
+def after_last_block(R: np.ndarray, trained_at: list[int]) -> np.ndarray:
+    """Per game, the value right after the game's last training block (what backward transfer starts from); NaN
+    for a game not trained yet."""
+    R = np.asarray(R, dtype=float)
+    check_columns(R, trained_at)
+    out = np.full(R.shape[1], np.nan)
+    for i, j in enumerate(trained_at[: R.shape[0]]):
+        out[j] = R[i, j]
+    return out
+
+
 def total_clipped(scores: np.ndarray) -> float:
     """Sum over games of min(score, 1) of normalized scores, NaN left out: the EWC paper's Atari metric over HNS
     (at most the number of games)."""
@@ -83,6 +94,7 @@ def summarize(R: np.ndarray, games: list[str], trained_at: list[int]) -> dict[st
     forget = forgetting(R, trained_at)
     return {
         "games": list(games),
+        "after_last_block_return": dict(zip(games, _nan_to_none(after_last_block(R, trained_at)))),
         "final_return": dict(zip(games, final.tolist())),
         f"final_{key}": dict(zip(games, _nan_to_none(normalized))),
         "average_final_return": float(np.mean(final)),

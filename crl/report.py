@@ -53,7 +53,7 @@ def summary_metrics(norm: Normalization) -> tuple[tuple[str, str], ...]:
 
 def per_game_fields(norm: Normalization) -> dict[str, str]:
     """Per-game metrics of the report's table (key in a run's metrics -> column name)."""
-    return {"final_return": "final return", f"final_{norm.key}": f"final {norm.short}", "forgetting": "forgetting"}
+    return {"after_last_block_return": "return after its last block", "final_return": "final return", f"final_{norm.key}": f"final {norm.short}", "forgetting": "forgetting"}
 
 
 class BadInput(Exception):

@@ -67,7 +67,7 @@ def test_summarize():
     assert s["backward_transfer"] == pytest.approx(-4.5)
 
 
-ATARI_KEYS = {"games", "final_return", "final_hns", "average_final_return", "average_final_hns", "forgetting",
+ATARI_KEYS = {"games", "after_last_block_return", "final_return", "final_hns", "average_final_return", "average_final_hns", "forgetting",
               "average_forgetting", "backward_transfer", "total_clipped_hns", "retention_matrix", "trained_at"}
 
 
@@ -110,3 +110,9 @@ def test_normalization_names_per_family():
     assert normalization("minatar") is minatar and normalization("pong") is atari
     with pytest.raises(ValueError, match="several families"):
         normalization_of(["pong", "minatar/breakout"])
+
+
+def test_after_last_block_is_the_diagonal_of_each_games_last_visit():
+    R = np.array([[1.0, 0.0], [0.5, 2.0], [3.0, 1.5], [2.5, 4.0]])  # blocks: game 0, 1, 0, 1
+    assert metrics.after_last_block(R, [0, 1, 0, 1]).tolist() == [3.0, 4.0]
+    assert np.isnan(metrics.after_last_block(R[:1], [0])[1])  # game 1 not trained yet
