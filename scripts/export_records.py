@@ -1,0 +1,74 @@
+"""Copy the small records of a sweep's finished runs into a directory meant for git (no checkpoints, no models).
+
+    python scripts/export_records.py SWEEP_DIR DEST
+
+DEST mirrors the sweep directory: ``spec.yaml``, ``sweep.json`` (the finished runs with their attempts: wall
+seconds, CPU seconds, peak memory) and ``runs/<name>/`` with config.yaml, evals.jsonl, blocks.jsonl, retention.csv,
+metrics.json and run.json, plus ``network.json``: the number of values in the trained Q-network (its parameters
+and buffers, read from the model's weights). So ``crl sweep --report DEST`` regenerates the sweep's report from DEST
+alone. Runs already in DEST are copied again (a finished run's records do not change); each run is written to a
+temporary directory and renamed into place, so an interrupted export leaves no half-written run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import shutil
+import sys
+import zipfile
+from pathlib import Path
+
+import torch as th
+
+from crl import rundir
+from crl.sweep import state as state_mod
+
+RECORDS = ("config.yaml", "evals.jsonl", "blocks.jsonl", "retention.csv", "metrics.json", "run.json")
+
+
+def network_size(model_zip: Path) -> dict[str, int]:
+    """Values in the online Q-network's saved tensors (``q_net.*`` of SB3's ``policy.pth``)."""
+    with zipfile.ZipFile(model_zip) as archive:
+        weights = th.load(io.BytesIO(archive.read("policy.pth")), map_location="cpu", weights_only=True)
+    return {"q_net_values": int(sum(t.numel() for k, t in weights.items() if k.startswith("q_net.")))}
+
+
+def export(sweep_dir: Path, dest: Path) -> list[str]:
+    """Copy every finished run's records of ``sweep_dir`` to ``dest``; the names exported."""
+    state = state_mod.load(sweep_dir)
+    assert state is not None, "main checks that sweep_dir is a sweep directory"
+    finished = {name: entry for name, entry in state["runs"].items() if state_mod.finished(sweep_dir, name)}
+    for name in finished:
+        src, target = state_mod.run_dir(sweep_dir, name), state_mod.run_dir(dest, name)
+        tmp = target.with_name(f".{name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for record in RECORDS:
+            if (src / record).exists():
+                shutil.copy2(src / record, tmp / record)
+        if (src / "model.zip").exists():
+            (tmp / "network.json").write_text(json.dumps(network_size(src / "model.zip")) + "\n")
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+    rundir.atomic_write(dest / "spec.yaml", (sweep_dir / "spec.yaml").read_text())
+    state_mod.save(dest, {**state, "runs": finished})
+    return list(finished)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sweep_dir", type=Path)
+    parser.add_argument("dest", type=Path)
+    args = parser.parse_args(argv)
+    if not (args.sweep_dir / state_mod.STATE).is_file():
+        print(f"export_records: {args.sweep_dir} is not a sweep directory (no {state_mod.STATE})", file=sys.stderr)
+        return 2
+    names = export(args.sweep_dir, args.dest)
+    print(f"export_records: {len(names)} finished runs of {args.sweep_dir} -> {args.dest}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
