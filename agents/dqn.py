@@ -6,14 +6,15 @@ What it adds to SB3's DQN, and nothing more:
 * ``set_task`` / ``end_task`` at task-block boundaries: switch the network to the task, set up the replay buffer
   (fresh, shared or one per task), restart the task's own epsilon timer, rebuild the optimizer when the trainable
   parameters changed, and call the method's ``before_task`` / ``after_task`` hooks;
-* ``method.penalty(agent)`` added to the TD loss at every gradient step (optionally Double DQN targets);
+* ``method.penalty(ctx)`` added to the TD loss at every gradient step (optionally Double DQN targets); every hook gets
+  a ``HookContext`` (:meth:`ContinualDQN.hook_context`), never the agent;
 * per-environment epsilon-greedy exploration (SB3 draws one coin for the whole batch);
-* ``save``/``load`` that round-trip the method's state and the task structure, written atomically.
+* ``save``/``load`` that round-trip the method (by its registered name), its state, its generator and the task
+  structure, written atomically.
 """
 
 from __future__ import annotations
 
-import importlib
 import io
 import os
 import zipfile
@@ -30,10 +31,35 @@ from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.type_aliases import ReplayBufferSamples, Schedule
 from stable_baselines3.dqn.policies import DQNPolicy
 
+from agents.method import METHODS, FineTune, HookContext, Method, TaskInfo, seed_of
 from agents.networks import TaskQNetwork, build_q_network
-from agents.replay import FrameReplayBuffer
+from agents.replay import FrameReplayBuffer, sample_with
 
 METHOD_FILE = "continual_method.pt"  # not .pth: SB3 loads every .pth in the zip as weights
+GENERATOR_STREAM = 0x686F6F6B  # separates the hooks' generator from other streams seeded by (seed, block)
+
+
+class BufferTap:
+    """Stands in for the replay buffer in SB3's ``_store_transition``: passes ``add`` on and keeps what it got."""
+
+    def __init__(self, buffer: ReplayBuffer) -> None:
+        self.buffer = buffer
+        self.added: tuple[Any, ...] = ()
+
+    def add(self, *transition: Any) -> None:
+        self.added = transition  # (obs, next_obs, actions, rewards, dones, infos)
+        self.buffer.add(*transition)
+
+
+def registered_name(method_class: str) -> str | None:
+    """The registered name of a method saved as ``"module:qualname"`` (older saves): the class at that path, else
+    the only registered class of that qualname (methods moved between modules); None if neither."""
+    module, _, qualname = method_class.partition(":")
+    for matches in ([n for n, c in METHODS.items() if (c.__module__, c.__qualname__) == (module, qualname)],
+                    [n for n, c in METHODS.items() if c.__qualname__ == qualname]):
+        if len(matches) == 1:
+            return matches[0]
+    return None
 
 
 class ContinualQPolicy(DQNPolicy):
@@ -87,7 +113,7 @@ class ContinualQPolicy(DQNPolicy):
 class ContinualDQN(DQN):
     """DQN across a sequence of tasks; see the module docstring. Extra arguments:
 
-    :param method: the continual-learning method (``crl.methods.Method``); fine-tuning if None
+    :param method: the continual-learning method (an ``agents.method.Method``); fine-tuning if None
     :param network: network options (e.g. ``{"task_modulation": True}``) passed to ``method.q_network_spec``
     :param replay: ``"fresh"`` (new buffer per block), ``"shared"`` (one buffer for the whole run) or
         ``"per-task"`` (one buffer per task, kept across revisits, as in the EWC paper)
@@ -103,7 +129,7 @@ class ContinualDQN(DQN):
     def __init__(
         self,
         env: Any,
-        method: Any = None,
+        method: Method | None = None,
         network: dict[str, Any] | None = None,
         replay: str = "fresh",
         double_q: bool = False,
@@ -114,13 +140,11 @@ class ContinualDQN(DQN):
         policy_kwargs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        if method is None:
-            from crl.methods.base import FineTune
-
-            method = FineTune()
+        method = FineTune() if method is None else method
         if replay not in ("fresh", "shared", "per-task"):
             raise ValueError(f"replay must be 'fresh', 'shared' or 'per-task', got {replay!r}")
         self.method = method
+        self.method_generator = th.Generator()  # the hooks' random draws: seeded per block, saved with the method
         self.replay = replay
         self.double_q = double_q
         self.exploration_steps = exploration_steps
@@ -129,7 +153,7 @@ class ContinualDQN(DQN):
         self.skipped_batches = 0
         self.task_learning_starts = kwargs.get("learning_starts", 100)
         self.task_steps: list[int] = []  # env steps trained on each task id
-        self.current_task = None  # crl.methods.TaskInfo of the block being trained
+        self.current_task: TaskInfo | None = None  # the block being trained
         self._task_buffers: dict[int, ReplayBuffer] = {}
         self.last_losses: dict[str, th.Tensor] = {}
         policy_kwargs = dict(policy_kwargs or {})
@@ -151,18 +175,23 @@ class ContinualDQN(DQN):
         self.method.to(self.device)
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "method", "_task_buffers", "last_losses"]
+        return [*super()._excluded_save_params(), "method", "method_generator", "_task_buffers", "last_losses"]
 
     def save(  # type: ignore[override]
         self, path: str | os.PathLike, exclude: Any = None, include: Any = None, extra_files: dict[str, bytes] | None = None
     ) -> None:
-        """SB3's zip plus the method's state (and ``extra_files``); written to a temporary file, fsynced, renamed."""
+        """SB3's zip plus the method (its registered name, parameters, state and generator) and ``extra_files``;
+        written to a temporary file, fsynced, renamed."""
+        name = self.method.name
+        if METHODS.get(name) is not type(self.method):
+            raise ValueError(f"{type(self.method).__qualname__} is not a registered method (set its name): a saved "
+                             "agent finds its method by name")
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
         super().save(tmp, exclude=exclude, include=include)
         method_blob = io.BytesIO()
-        method_class = f"{type(self.method).__module__}:{type(self.method).__qualname__}"
-        th.save({"class": method_class, "params": self.method.params_dict(), "state": self.method.state_dict()}, method_blob)
+        th.save({"name": name, "params": self.method.params_dict(), "state": self.method.state_dict(),
+                 "generator": self.method_generator.get_state()}, method_blob)
         with zipfile.ZipFile(tmp, "a") as archive:
             archive.writestr(METHOD_FILE, method_blob.getvalue())
             for name, data in (extra_files or {}).items():
@@ -175,8 +204,8 @@ class ContinualDQN(DQN):
     def load(cls, path: str | os.PathLike, env: Any = None, device: th.device | str = "auto", **kwargs: Any) -> "ContinualDQN":  # type: ignore[override]
         """Load an agent saved by :meth:`save`, its method and task structure included.
 
-        A zip that :meth:`save` did not write (a stock stable-baselines3 save, a damaged file) is a ValueError
-        naming the file and what it lacks.
+        A zip that :meth:`save` did not write (a stock stable-baselines3 save, a damaged file), or one whose method
+        is not registered (its module not imported), is a ValueError naming the file and what it lacks.
         """
         try:
             with zipfile.ZipFile(path) as archive:
@@ -186,14 +215,21 @@ class ContinualDQN(DQN):
                 blob = th.load(io.BytesIO(archive.read(METHOD_FILE)), map_location="cpu", weights_only=False)
         except zipfile.BadZipFile as e:
             raise ValueError(f"{path} is not a ContinualDQN save: {e}") from e
-        module, qualname = blob["class"].split(":")
-        method = getattr(importlib.import_module(module), qualname)(blob["params"])
+        name = blob["name"] if "name" in blob else registered_name(blob["class"])
+        if name not in METHODS:
+            saved = repr(name) if name is not None else f"class {blob['class']!r}"
+            raise ValueError(f"{path} holds method {saved}, which is not registered; known methods: "
+                             f"{', '.join(sorted(METHODS))} (import the module that defines it, e.g. crl.methods)")
+        method = METHODS[name](blob["params"])
         method.load_state_dict(blob["state"])
-        return super().load(path, env=env, device=device, method=method, **kwargs)  # type: ignore[return-value]
+        model = super().load(path, env=env, device=device, method=method, **kwargs)
+        if "generator" in blob:
+            model.method_generator.set_state(blob["generator"])
+        return model  # type: ignore[return-value]
 
     # --- task switching --------------------------------------------------------------------------------
-    def set_task(self, task: Any) -> None:
-        """Switch to ``task`` (a ``crl.methods.TaskInfo``) at the start of a task block."""
+    def set_task(self, task: TaskInfo) -> None:
+        """Switch to ``task`` at the start of a task block."""
         self.current_task = task
         while len(self.task_steps) <= task.task_id:
             self.task_steps.append(0)
@@ -208,7 +244,8 @@ class ContinualDQN(DQN):
             self.rebuild_optimizer(keep_state=not self.reset_optimizer)
         self._switch_replay_buffer(task.task_id)
         self._start_warmup()
-        self.method.before_task(self, task)
+        self.method_generator.manual_seed(seed_of(task.seed, task.block, GENERATOR_STREAM))
+        self.method.before_task(self.hook_context(), task)
 
     def resume_task(self, buffers: dict[str, Any] | None = None) -> None:
         """Continue the current task block after ``load``: restore saved replay buffers or start a fresh one.
@@ -229,7 +266,19 @@ class ContinualDQN(DQN):
 
     def end_task(self) -> None:
         """Call at the end of a task block, while that block's replay buffer is still in place."""
-        self.method.after_task(self, self.current_task)
+        self.method.after_task(self.hook_context(), self.current_task)
+
+    def hook_context(self) -> HookContext:
+        """What the method's hooks see now: the online network, the current task and its steps, the device, the
+        hooks' generator, a sampler over the current replay buffer and the TD loss."""
+        task = self.current_task
+        return HookContext(q_net=self.q_net, task=task, task_steps=self.task_steps[task.task_id], device=self.device,
+                           generator=self.method_generator, sample=self.sample_replay, td_loss=self.td_loss)
+
+    def sample_replay(self, batch_size: int, generator: th.Generator | None = None) -> ReplayBufferSamples:
+        """``batch_size`` transitions uniform over the current replay buffer, drawn with ``generator`` (None: the
+        hooks' generator), never with the global RNG."""
+        return sample_with(self.replay_buffer, batch_size, self.method_generator if generator is None else generator)
 
     def rebuild_optimizer(self, keep_state: bool = True) -> None:
         self.policy.rebuild_optimizer(self.lr_schedule(self._current_progress_remaining), keep_state)
@@ -302,19 +351,14 @@ class ContinualDQN(DQN):
         dones: np.ndarray,
         infos: list[dict[str, Any]],
     ) -> None:
-        """SB3 stores the vector step; then ``method.on_transition`` sees the same transitions, with each ended
-        episode's real terminal observation as its next observation and time-limit cuts not counted as ends."""
-        obs = self._last_obs  # what the actions were chosen from; SB3 moves it on to new_obs
-        super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
-        next_obs = new_obs
-        ended = [i for i, done in enumerate(dones) if done and infos[i].get("terminal_observation") is not None]
-        if ended:
-            next_obs = np.array(new_obs, copy=True)
-            for i in ended:
-                next_obs[i] = infos[i]["terminal_observation"]
+        """SB3 stores the vector step; then ``method.on_transition`` sees the transitions the buffer was given (each
+        ended episode's real terminal observation as its next observation), with time-limit cuts not counted as ends."""
+        tap = BufferTap(replay_buffer)
+        super()._store_transition(tap, buffer_action, new_obs, reward, dones, infos)  # type: ignore[arg-type]
+        obs, next_obs, actions, rewards, dones, infos = tap.added
         truncated = np.array([info.get("TimeLimit.truncated", False) for info in infos], dtype=bool)
         terminated = np.asarray(dones, dtype=bool) & ~truncated
-        self.method.on_transition(self, obs, next_obs, buffer_action, reward, terminated)
+        self.method.on_transition(self.hook_context(), obs, next_obs, actions, rewards, terminated)
 
     # --- learning --------------------------------------------------------------------------------------
     def td_loss(self, data: ReplayBufferSamples, task_id: int | None = None) -> th.Tensor:
@@ -343,7 +387,7 @@ class ContinualDQN(DQN):
         for _ in range(gradient_steps):
             data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
             td_loss = self.td_loss(data)
-            penalty = self.method.penalty(self)
+            penalty = self.method.penalty(self.hook_context())
             loss = td_loss if penalty is None else td_loss + penalty
             if self.skip_nonfinite and not th.isfinite(loss):
                 self.skipped_batches += 1

@@ -11,8 +11,10 @@ channel axis and ``V`` projects them back to the width of one column (a 1x1 conv
 linear map for dense units), so the adapter's input grows with ``k`` and the parameter count grows
 quadratically with the number of columns. The output layer has no ReLU.
 
-Only the current task's column and its adapters train; every other column is frozen (``requires_grad``
-off), so a game keeps its Q-function while later games are learned.
+Only the current task's parameters train; everything else is frozen (``requires_grad`` off). A column trains
+whole, with its adapters, while no later column reads it. Once one does (a revisit in a later cycle), only its Q
+head and the head's adapter train by default: no layer reads another column's Q head, so the activations later
+columns read never change and no game is forgotten.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from agents.networks import Torso, TaskQNetwork, conv_output_size, register_netw
 # Named column widths: "dqn" is the torso's own network; "paper" the paper's Atari columns (12 maps per conv, 256 units).
 WIDTHS = ("dqn", "paper")
 PAPER_ATARI_COLUMN = (12, 12, 12, 256)
+# What a revisit trains once later columns read the game's column: its Q head (and the head's adapter), or all of it.
+REVISITS = ("head", "column")
 
 
 def resolve_width(width: str | Sequence[int], torso: Torso) -> tuple[int, ...]:
@@ -79,7 +83,8 @@ class ProgressiveQNetwork(TaskQNetwork):
     units on MinAtar), ``"paper"`` (12 maps per conv layer, 256 units, the paper's Atari columns) or explicit
     ``[conv channels..., hidden]``. ``adapters=False`` gives independent columns
     (the ablation without transfer). ``alpha_init`` starts every adapter scalar (the paper tried 1, 0.1, 0.01).
-    The network always holds at least one column.
+    ``revisit`` (one of :data:`REVISITS`): what a task trains when later columns read its column, see
+    :meth:`trainable_modules`. The network always holds at least one column.
     """
 
     def __init__(
@@ -89,11 +94,15 @@ class ProgressiveQNetwork(TaskQNetwork):
         width: str | Sequence[int] = "dqn",
         adapters: bool = True,
         alpha_init: float = 0.1,
+        revisit: str = "head",
     ) -> None:
         super().__init__(observation_space, action_space)
+        if revisit not in REVISITS:
+            raise ValueError(f"unknown progressive revisit {revisit!r}; known: {', '.join(REVISITS)}")
         self.width = width if isinstance(width, str) else list(width)
         self.adapters = adapters
         self.alpha_init = float(alpha_init)
+        self.revisit = revisit
         torso = torso_for(observation_space)
         *channels, self.hidden = resolve_width(width, torso)
         self.conv_layers = torso.layers(channels)
@@ -135,13 +144,28 @@ class ProgressiveQNetwork(TaskQNetwork):
         self.laterals.append(self._adapters(task_id).to(device) if self.adapters and task_id > 0 else nn.ModuleList())
         self._freeze_all_but(self.task_id)
 
+    def trainable_modules(self, task_id: int) -> list[nn.Module]:
+        """What trains while ``task_id`` trains: its column and adapters, while no later column reads them.
+
+        Later columns' adapters read every layer's output of column ``task_id`` except its Q head's. So once a later
+        column exists (and adapters are on), ``revisit="head"`` trains only the Q head and the head's adapter (which
+        reads earlier columns and feeds this head alone): every other task's Q-values stay exactly as they were.
+        ``revisit="column"`` trains the whole column again, and the later columns' Q-values drift with it.
+        """
+        column, lateral = self.columns[task_id], self.laterals[task_id]
+        read_by_later = self.adapters and task_id < len(self.columns) - 1
+        if read_by_later and self.revisit == "head":
+            return [column[-1], *lateral[-1:]]
+        return [column, lateral]
+
     def _freeze_all_but(self, task_id: int) -> None:
-        for k, (column, lateral) in enumerate(zip(self.columns, self.laterals)):
-            column.requires_grad_(k == task_id)
-            lateral.requires_grad_(k == task_id)
+        self.columns.requires_grad_(False)
+        self.laterals.requires_grad_(False)
+        for module in self.trainable_modules(task_id):
+            module.requires_grad_(True)
 
     def set_task(self, task_id: int) -> None:
-        """Select (growing if needed) column ``task_id``; it and its adapters become the only trainable part."""
+        """Select (growing if needed) column ``task_id``; :meth:`trainable_modules` become the only trainable part."""
         super().set_task(task_id)
         self._freeze_all_but(task_id)
 
@@ -157,7 +181,7 @@ class ProgressiveQNetwork(TaskQNetwork):
         return iter(())
 
     def update_target(self, target: TaskQNetwork, tau: float) -> None:
-        """Frozen columns are copied exactly; the trainable column and its adapters are polyak-averaged."""
+        """Frozen parameters are copied exactly; the trainable ones (:meth:`trainable_modules`) are polyak-averaged."""
         target.grow_to(self.num_tasks)
         target.task_id = self.task_id
         pairs = list(zip(self.parameters(), target.parameters()))
@@ -185,5 +209,6 @@ class ProgressiveQNetwork(TaskQNetwork):
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         return dict(
-            super()._get_constructor_parameters(), width=self.width, adapters=self.adapters, alpha_init=self.alpha_init
+            super()._get_constructor_parameters(), width=self.width, adapters=self.adapters, alpha_init=self.alpha_init,
+            revisit=self.revisit,
         )

@@ -227,3 +227,13 @@ class FrameReplayBuffer(ReplayBuffer):
     def _get_samples(self, batch_inds: np.ndarray, env: VecNormalize | None = None) -> ReplayBufferSamples:
         env_inds = np.random.randint(0, high=self.n_envs, size=(len(batch_inds),))
         return self.samples_at(batch_inds, env_inds, env)
+
+
+def sample_with(buffer: Any, batch_size: int, generator: th.Generator) -> ReplayBufferSamples:
+    """``batch_size`` transitions uniform over those stored in ``buffer`` (slot and env, as ``sample``), the indices
+    drawn with ``generator`` (a CPU generator) instead of the global RNG and read through ``buffer.samples_at``."""
+    stored = (buffer.buffer_size if buffer.full else buffer.pos) * buffer.n_envs
+    if stored == 0:
+        raise ValueError("the replay buffer is empty: nothing to sample")
+    flat = th.randint(0, stored, (batch_size,), generator=generator)
+    return buffer.samples_at(flat // buffer.n_envs, flat % buffer.n_envs)

@@ -14,6 +14,7 @@ from typing import Any
 import torch as th
 
 from agents import ContinualDQN
+from crl.config import RunConfig
 from crl.methods import TaskInfo
 from crl.trainer import build_agent
 from crl.config import env_options
@@ -21,22 +22,22 @@ from envs import make_vec_env
 
 
 def walk_tasks(
-    cfg: dict[str, Any], device: str, last_env: Any = None, configure: Callable[[ContinualDQN], None] | None = None,
+    cfg: RunConfig, device: str, last_env: Any = None, configure: Callable[[ContinualDQN], None] | None = None,
 ) -> Iterator[tuple[ContinualDQN, TaskInfo]]:
-    """The agent ``cfg`` describes, pointed at each of ``cfg["games"]`` in turn.
+    """The agent ``cfg`` describes, pointed at each of ``cfg.games`` in turn.
 
-    Yields ``(agent, task)`` once that game's env (seed ``cfg["seed"] + task_id``) has replaced the previous one,
+    Yields ``(agent, task)`` once that game's env (seed ``cfg.seed + task_id``) has replaced the previous one,
     which is closed, and ``agent.set_task(task)`` has run; training and ``end_task`` are the caller's. ``configure``
     sees the new agent before its first task; ``last_env`` stands in for the last game's env (a caller that shares
     one env with another model).
     """
-    games = cfg["games"]
+    games = cfg.games
     agent = None
     for task_id, game in enumerate(games):
         if last_env is not None and task_id == len(games) - 1:
             env = last_env
         else:
-            env = make_vec_env(game, n_envs=cfg["n_envs"], seed=cfg["seed"] + task_id, **env_options(cfg, game))
+            env = make_vec_env(game, n_envs=cfg.n_envs, seed=cfg.seed + task_id, **env_options(cfg, game))
         if agent is None:
             agent = build_agent(cfg, env, device)
             if configure is not None:
@@ -44,18 +45,18 @@ def walk_tasks(
         else:
             agent.env.close()
             agent.set_env(env)
-        task = TaskInfo(task_id, game, block=task_id, seed=cfg["seed"])
+        task = TaskInfo(task_id, game, block=task_id, seed=cfg.seed)
         agent.set_task(task)
         yield agent, task
 
 
 def agent_with_stored_tasks(
-    cfg: dict[str, Any], device: str, steps_per_task: int, last_env: Any = None,
+    cfg: RunConfig, device: str, steps_per_task: int, last_env: Any = None,
     configure: Callable[[ContinualDQN], None] | None = None,
 ) -> ContinualDQN:
     """The agent after ``steps_per_task`` env steps and ``end_task`` on every game of ``cfg`` but the last, which
     is set as its current task, untrained (arguments as in :func:`walk_tasks`)."""
-    last = len(cfg["games"]) - 1
+    last = len(cfg.games) - 1
     for agent, task in walk_tasks(cfg, device, last_env, configure):
         if task.task_id < last:
             agent.learn(steps_per_task, reset_num_timesteps=False)

@@ -13,34 +13,13 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from crl.config import RunConfig
 from crl import config as config_mod
 from crl import rundir
+from crl.methods import METHODS
+from crl.training.resume import continue_run, resume_config
+from crl.usage import UsageError
 
-# flag -> config key; a flag left out keeps the config file's or the default value
-TRAIN_FLAGS: dict[str, str] = {
-    "games": "games",
-    "method": "method",
-    "steps_per_game": "steps_per_game",
-    "cycles": "cycles",
-    "eval_every": "eval.every",
-    "eval_episodes": "eval.episodes",
-    "eval_max_steps": "eval.max_steps",
-    "eval_task_id": "eval.task_id",
-    "n_envs": "n_envs",
-    "task_id": "task_id",
-    "seed": "seed",
-    "device": "device",
-    "run_dir": "run_dir",
-    "checkpoint_every": "checkpoint.every",
-}
-# keys a resumed run may change without --force: they extend the budget or do not touch the experiment
-RESUME_MAY_CHANGE = rundir.RESUME_MAY_CHANGE
-# keys no resume may change, --force or not: the records (retention matrix, evaluations) are per game
-RESUME_NEVER_CHANGES = ("games",)
-
-
-class UsageError(Exception):
-    """Bad input: printed as one line, exit status 2."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -55,22 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train one agent on a sequence of games, evaluating every game")
     train.add_argument("--preset", help="a named protocol as the base layer, e.g. ewc-atari-2017 (see --dry-run)")
     train.add_argument("--config", metavar="FILE.yaml", help="YAML file with config keys (see `crl train --show-config`)")
-    train.add_argument("--games", help="comma-separated games, e.g. Pong,Breakout,SpaceInvaders")
-    train.add_argument("--method", help="finetune, ewc, online-ewc, l2, progressive, hypernet")
-    train.add_argument("--steps-per-game", type=int, help="env steps per game block")
-    train.add_argument("--cycles", type=int, help="passes over the game sequence (revisits)")
-    train.add_argument("--eval-every", type=int, help="env steps between evaluations of every game (0: block ends only)")
-    train.add_argument("--eval-episodes", type=int, help="episodes per game per evaluation")
-    train.add_argument("--eval-max-steps", type=int, help="agent steps at most per evaluation episode")
-    train.add_argument("--eval-task-id", choices=["oracle", "inferred"], help="task id used in evaluation")
-    train.add_argument("--task-id", choices=["oracle", "fmn"], help="task identity: given, or inferred by Forget-Me-Not")
-    train.add_argument("--n-envs", type=int, help="parallel training environments")
-    train.add_argument("--seed", type=int)
-    train.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    train.add_argument("--run-dir", help="output directory (default runs/<method>-<games>-s<seed>-<time>)")
+    add_config_flags(train)
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any config key, e.g. agent.gamma=0.99")
-    train.add_argument("--checkpoint-every", type=int, metavar="N", help="env steps between resume checkpoints (0: block ends only)")
-    train.add_argument("--checkpoint-replay", action="store_true", default=None, help="save replay buffers with checkpoints (exact resume)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its newest good checkpoint")
     train.add_argument("--force", action="store_true", help="with --resume: allow flags that change the experiment")
     train.add_argument("--show-config", action="store_true", help="print the resolved configuration and exit")
@@ -90,67 +55,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def resolve_train_config(args: argparse.Namespace) -> dict[str, Any]:
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per config key the schema marks as flagged (``eval.every`` -> ``--eval-every``), with the key's
+    help and choices; a flag left out keeps the config file's or the default value."""
+    for key, spec in config_mod.fields_by_key().items():
+        if not spec.metadata.get("flag"):
+            continue
+        meta, kind = spec.metadata, config_mod.field_kind(spec)
+        help_text = meta["help"] + (f": {', '.join(METHODS)}" if key == "method" else "")
+        if kind is bool:
+            parser.add_argument(config_mod.flag_name(key), dest=key, action="store_true", default=None, help=help_text)
+        else:
+            parser.add_argument(config_mod.flag_name(key), dest=key, type=int if kind is int else str,
+                                choices=meta.get("choices"), metavar=None if meta.get("choices") else "N" if kind is int
+                                else None, help=help_text)
+
+
+def resolve_train_config(args: argparse.Namespace) -> RunConfig:
     """Defaults <- --preset <- --config file <- flags <- --set, validated."""
     overrides: dict[str, Any] = {}
     if args.preset:
-        overrides.update(preset_layer(args.preset, args.seed))
+        overrides.update(preset_layer(args.preset, getattr(args, "seed")))
     if args.config:
         overrides.update(config_mod.load_yaml(args.config))
-    for flag, key in TRAIN_FLAGS.items():
-        value = getattr(args, flag)
+    for key, spec in config_mod.fields_by_key().items():
+        value = getattr(args, key, None) if spec.metadata.get("flag") else None
         if value is not None:
             overrides[key] = value
-    if args.checkpoint_replay:
-        overrides["checkpoint.replay"] = True
     overrides.update(config_mod.parse_set(args.set))
     if args.resume:
         return resume_config(Path(args.resume), overrides, args.force)
     return config_mod.resolve(overrides)
-
-
-def resume_config(run_dir: Path, overrides: dict[str, Any], force: bool) -> dict[str, Any]:
-    """The saved configuration of ``run_dir`` with ``overrides``; experiment-changing ones need ``force``.
-
-    ``config.yaml`` must still be the configuration the run was started with (``run.json`` holds its experiment
-    keys): an edited one is refused, naming the keys that changed (``force`` accepts it, unless the games changed).
-    """
-    if run_dir.is_file():
-        raise UsageError(f"{run_dir} is a file, not a run directory; nothing to resume")
-    config_file = run_dir / rundir.CONFIG
-    if not config_file.is_file() or not (run_dir / rundir.CHECKPOINTS).is_dir():
-        raise UsageError(f"{run_dir} is not a run directory (no config.yaml and checkpoints/); nothing to resume")
-    if not config_file.read_text().strip():
-        raise UsageError(f"{config_file} is empty; nothing to resume")
-    try:
-        saved_flat = config_mod.load_yaml(str(config_file))  # not YAML, or not a mapping: one line
-    except config_mod.ConfigError as e:
-        raise UsageError(f"{e}; nothing to resume") from e
-    try:
-        saved = config_mod.resolve(dict(saved_flat))
-    except config_mod.ConfigError as e:
-        raise UsageError(f"{config_file}: {e}; nothing to resume") from e
-    overrides.pop("run_dir", None)
-    cfg = config_mod.resolve({**saved_flat, **overrides})
-    record = rundir.read_run_record(run_dir)  # what the run started with (None: a run older than run.json)
-    started = record["experiment"] if record is not None else rundir.experiment(saved)
-    edited = rundir.changed_keys(started, saved)
-    forceable = not any(k in RESUME_NEVER_CHANGES for k in edited)
-    if edited and not (force and forceable):
-        raise UsageError(f"{config_file} was edited after the run started ({', '.join(edited)}): its checkpoints "
-                         "and records were made with the old values; put them back or start a new run"
-                         + (" (or add --force to go on with the new values)" if forceable else ""))
-    never = [k for k in rundir.changed_keys(started, cfg) if k in RESUME_NEVER_CHANGES]
-    if never:
-        raise UsageError(f"--resume cannot change {', '.join(never)} (the run's records are per game); "
-                         "start a new run instead")
-    changed = rundir.changed_keys(rundir.experiment(saved), cfg)
-    if changed and not force:
-        raise UsageError(f"--resume would change the experiment ({', '.join(changed)}); add --force to do it anyway")
-    if cfg["cycles"] < saved["cycles"]:
-        raise UsageError(f"--resume cannot shorten the run: cycles {cfg['cycles']} < {saved['cycles']}")
-    cfg["run_dir"] = str(run_dir)
-    return cfg
 
 
 def preset_layer(name: str, seed: int | None) -> dict[str, Any]:
@@ -162,9 +97,9 @@ def preset_layer(name: str, seed: int | None) -> dict[str, Any]:
     return presets.preset_overrides(name, 0 if seed is None else seed)
 
 
-def default_run_dir(cfg: dict[str, Any]) -> Path:
-    games = "-".join(re.sub(r"[^a-z0-9]", "", g) for g in cfg["games"])[:60]
-    return Path("runs") / f"{cfg['method']}-{games}-s{cfg['seed']}-{time.strftime('%Y%m%d-%H%M%S')}"
+def default_run_dir(cfg: RunConfig) -> Path:
+    games = "-".join(re.sub(r"[^a-z0-9]", "", g) for g in cfg.games)[:60]
+    return Path("runs") / f"{cfg.method}-{games}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def check_run_dir(path: Path) -> None:
@@ -201,7 +136,7 @@ def lock_run_dir(path: Path) -> rundir.RunLock:
         raise UsageError(f"cannot write to run directory {path}: {e.strerror or e}") from e
 
 
-def start_run_dir(run_dir: Path, cfg: dict[str, Any]) -> None:
+def start_run_dir(run_dir: Path, cfg: RunConfig) -> None:
     """What makes a directory a (resumable) run before anything else is written: config.yaml, run.json, checkpoints/."""
     if not rundir.is_empty(run_dir):  # another process filled it between the check and the lock
         raise UsageError(f"run directory {run_dir} already exists and is not empty; choose another --run-dir")
@@ -222,7 +157,7 @@ def format_retention(games: list[str], rows: list[list[float]], trained: list[st
 
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = resolve_train_config(args)
-    check_device(cfg["device"])
+    check_device(cfg.device)
     if args.dry_run and args.preset:
         from crl import presets
 
@@ -230,11 +165,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.show_config or args.dry_run:
         print(config_mod.dump(cfg), end="")
         return 0
-    run_dir = Path(cfg["run_dir"]) if cfg["run_dir"] else default_run_dir(cfg)
+    run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
     if not args.resume:
         check_run_dir(run_dir)
         create_run_dir(run_dir)
-    cfg["run_dir"] = str(run_dir)
+    cfg.run_dir = str(run_dir)
     lock = lock_run_dir(run_dir)  # held until this command ends; the kernel drops it if the process dies
     try:
         if not args.resume:
@@ -253,53 +188,24 @@ def cmd_train(args: argparse.Namespace) -> int:
         lock.release()
 
 
-def train_locked(args: argparse.Namespace, cfg: dict[str, Any], run_dir: Path) -> int:
+def train_locked(args: argparse.Namespace, cfg: RunConfig, run_dir: Path) -> int:
     """Train (or resume) into ``run_dir``, whose lock this process holds."""
-    from crl import checkpoint  # heavy imports (torch, ALE) only once the input is good
-    from crl.trainer import ContinualTrainer, TrainingDiverged, TrainingInterrupted
+    from crl.trainer import ContinualTrainer, TrainingDiverged, TrainingInterrupted  # heavy: once the input is good
 
     trainer = ContinualTrainer(cfg, run_dir)
     resume_step = None
     if args.resume:
-        record = rundir.read_run_record(run_dir)
-        if not checkpoint.resume_points(run_dir / rundir.CHECKPOINTS):
-            rundir.clear_records(run_dir)  # it stopped before its first checkpoint: start it again, from nothing
-            note = "restarted from the beginning: the run stopped before its first checkpoint"
-        else:
-            try:
-                point = checkpoint.newest_good(run_dir / rundir.CHECKPOINTS, warn=lambda m: print(f"crl: {m}", file=sys.stderr))
-            except checkpoint.CheckpointError as e:
-                raise UsageError(str(e)) from e
-            state = checkpoint.load_trainer_state(point)
-            expected = record["fingerprint"] if record else rundir.fingerprint(cfg)
-            if state.get("fingerprint", expected) != expected and not args.force:
-                raise UsageError(f"checkpoint {point.zip_path} was made with another configuration than "
-                                 f"{run_dir / rundir.CONFIG}; add --force to resume from it anyway")
-            if (state["block_index"] >= len(trainer.blocks) and (run_dir / rundir.METRICS).exists()
-                    and (run_dir / rundir.MODEL).exists()):
-                print(f"crl: {run_dir} is finished ({len(trainer.blocks)} blocks); nothing to do "
-                      f"(to train more: crl train --resume {run_dir} --cycles N)", file=sys.stderr)
-                return 0
-            replay_restored = trainer.restore(point)
-            resume_step = point.step
-            note = (f"resumed from {point.zip_path.name} at step {point.step} (block {trainer.block_index}, "
-                    f"{trainer.block_done} steps into it)")
-            if trainer.block_done and not replay_restored:
-                note += "; replay buffers were not saved (--checkpoint-replay), so this block refills its buffer"
-        forced = rundir.changed_keys(record["experiment"], cfg) if record else []
-        if forced:
-            note += f"; --force changed {', '.join(forced)}"
-        if forced or record is None:  # later resumes check against what this one trains with
-            rundir.atomic_write(run_dir / rundir.CONFIG, config_mod.dump(cfg))
-            rundir.write_run_record(run_dir, cfg)
-        rundir.append_jsonl(run_dir / rundir.RESUMES, [{"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "note": note}])
-        print(f"crl: {note}", file=sys.stderr)
+        resumed = continue_run(trainer, args.force, warn=lambda m: print(f"crl: {m}", file=sys.stderr))
+        print(f"crl: {resumed.note}", file=sys.stderr)
+        if resumed.finished:
+            return 0
+        resume_step = resumed.step
     else:
         steps = trainer.sequence.steps_per_game
         rounded = (f" (rounded up to {steps}: the agent steps in rollouts of n_envs x train_freq = "
-                   f"{cfg['n_envs'] * cfg['agent']['train_freq']})" if steps != cfg["steps_per_game"] else "")
-        print(f"training {cfg['method']} on {', '.join(cfg['games'])} x {cfg['cycles']} cycle(s), "
-              f"{cfg['steps_per_game']} steps per game{rounded} -> {run_dir}", file=sys.stderr)
+                   f"{cfg.n_envs * cfg.agent.train_freq})" if steps != cfg.steps_per_game else "")
+        print(f"training {cfg.method} on {', '.join(cfg.games)} x {cfg.cycles} cycle(s), "
+              f"{cfg.steps_per_game} steps per game{rounded} -> {run_dir}", file=sys.stderr)
     try:
         summary = trainer.run(resume_step=resume_step)
     except TrainingInterrupted as e:

@@ -1,19 +1,28 @@
-"""The run configuration: one nested dict of typed defaults that flags, ``--config`` YAML and ``--set`` override.
+"""The run configuration: one tree of dataclasses that is the single source of every key's default, type, range,
+choices and help; presets, ``--config`` YAML, flags and ``--set`` merge into it through OmegaConf.
 
-Every key has a default here (or in a method's ``Params`` dataclass), and its type comes from that default, so a
-YAML file or ``--set`` value is checked against it: unknown keys and wrong types are errors listing what is valid.
+A field is declared with :func:`agents.method.param` (default, one-line help, ``low``/``high`` or ``choices``), the
+same declaration a method's ``Params`` uses, so a method's section is validated exactly like the rest. OmegaConf
+merges and converts types; :func:`resolve` then checks ranges and choices once, and turns OmegaConf's errors into one
+line naming the key (an unknown key names the closest valid ones).
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
+import difflib
+import functools
 import math
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
 import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
+from agents.method import Range, param
 from crl.methods import METHODS, section_name
+from crl.seeds import SEED_MAX
 from crl.task_inference.fmn import ForgetMeNotParams
 
 
@@ -21,153 +30,180 @@ class ConfigError(ValueError):
     """Bad configuration; the message is one line meant for the user."""
 
 
-# The embedded default: `crl train` with no arguments trains two MinAtar games in a few minutes on a 2-core CPU and
-# shows the first one learned and then forgotten (docs/minatar.md); `--preset atari-demo` is the real-Atari path.
-DEFAULTS: dict[str, Any] = {
-    "games": ["minatar/space_invaders", "minatar/breakout"],
-    "method": "finetune",
-    "steps_per_game": 60_000,
-    "cycles": 1,
-    "seed": 0,
-    "device": "auto",
-    "torch_threads": 0,  # 0: one on the CPU (the emulator's threads use the other cores), torch's default on a GPU
-    "run_dir": None,
-    "n_envs": 4,
-    "task_id": "oracle",  # oracle: each block's task id is given | fmn: inferred by the Forget-Me-Not process
-    "eval": {
-        "every": 20_000,  # env steps between periodic evaluations (0: only at block ends)
-        "episodes": 10,
-        "max_steps": 5_000,  # agent steps per evaluation episode
-        "epsilon": 0.05,
-        "task_id": "oracle",  # oracle | inferred (entropy of Q-values, see crl/task_inference)
-    },
-    "env": {
-        "sticky_actions": 0.25,
-        "full_action_space": True,
-        "frame_skip": 4,
-        "noop_max": 30,
-        "clip_rewards": True,
-        "max_episode_steps": 27_000,  # agent steps (108,000 frames, the standard cap)
-        "fire_reset": True,  # press FIRE after each reset in games that have it (ale_py's default; DQN papers: no)
-    },
-    "minatar": {  # the MinAtar games' options (``env`` holds the Atari ones); MinAtar's own defaults
-        "sticky_actions": 0.1,
-        "difficulty_ramping": True,
-        "clip_rewards": True,
-        # agent steps (= MinAtar frames): 4x Freeway's fixed 2,500, far beyond random or DQN-reference play, but a
-        # bound on Seaquest/Asterix episodes a good policy could otherwise make endless (0: no cap)
-        "max_episode_steps": 10_000,
-    },
-    "agent": {
-        "learning_rate": 1e-3,
-        "optimizer": "adam",  # adam | rmsprop
-        "rmsprop_alpha": 0.95,
-        "optimizer_eps": 1.5e-4,
-        "buffer_size": 50_000,
-        "replay": "fresh",  # fresh | shared | per-task
-        "learning_starts": 1_000,
-        "batch_size": 32,
-        "gamma": 0.99,
-        "train_freq": 4,
-        "gradient_steps": -1,  # -1: n_envs gradient steps per train_freq vector steps (1 per 4 transitions)
-        "target_update_interval": 1_000,
-        "exploration_initial_eps": 1.0,
-        "exploration_final_eps": 0.05,
-        "exploration_steps": 10_000,
-        "max_grad_norm": 10.0,
-        "double_q": True,
-        "reset_optimizer": False,
-    },
-    "network": {
-        "task_modulation": False,
-        "conv_channels": None,  # null: the torso's own (Nature CNN 32,64,64 on Atari; MinAtar 16), or one width per conv
-        "hidden": None,  # null: the torso's own (512 on Atari, 128 on MinAtar)
-    },
-    "log_every": 500,  # env steps between TensorBoard training scalars (and divergence checks)
-    "checkpoint": {
-        "every": 0,  # env steps between resume checkpoints inside a block (0: at block ends only)
-        "replay": False,  # save the replay buffers with each resume checkpoint (large)
-        "keep": 2,  # complete resume checkpoints kept
-    },
-    "on_divergence": "stop",  # stop: end the run at the last good checkpoint | skip: drop non-finite batches
-}
-
-CHOICES: dict[str, tuple[str, ...]] = {
-    "eval.task_id": ("oracle", "inferred"),
-    "agent.optimizer": ("adam", "rmsprop"),
-    "agent.replay": ("fresh", "shared", "per-task"),
-    "device": ("auto", "cpu", "cuda"),
-    "task_id": ("oracle", "fmn"),
-    "on_divergence": ("stop", "skip"),
-}
-
-
-
-@dataclasses.dataclass(frozen=True)
-class Range:
-    """The values a numeric key may take: ``low`` to ``high`` inclusive (None: unbounded), ``low`` excluded when
-    ``low_open``, plus the single values in ``also`` (e.g. -1 for "automatic"). NaN and infinity never pass."""
-
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    also: tuple[float, ...] = ()
-
-    def __contains__(self, value: float) -> bool:
-        if value in self.also:
-            return True
-        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
-            return False
-        return self.high is None or value <= self.high
-
-    def __str__(self) -> str:
-        def fmt(v: float) -> str:
-            return str(int(v)) if float(v).is_integer() else f"{v:g}"
-
-        if self.high is not None:
-            text = f"in {'(' if self.low_open else '['}{fmt(self.low)}, {fmt(self.high)}]"
-        else:
-            text = f"{'>' if self.low_open else '>='} {fmt(self.low)}"
-        return " or ".join([*(fmt(v) for v in self.also), text])
-
-
 MAX_N_ENVS = 256  # far beyond what one process steps usefully; more only costs minutes of start-up
-SEED_MAX = 2**31 - 1  # environments take C-int seeds (crl/seeds.py derives theirs below 2**30)
-UNIT_INTERVAL, AT_LEAST_1, AT_LEAST_0, ABOVE_0 = Range(0, 1), Range(1), Range(0), Range(0, low_open=True)
 
-# The one table of numeric ranges: every key here (a list: each element) is checked before anything is written.
-# Keys not listed must still be finite numbers; a method's parameters are checked by its ``Params.validate``.
-RANGES: dict[str, Range] = {
-    "steps_per_game": AT_LEAST_1, "cycles": AT_LEAST_1, "n_envs": Range(1, MAX_N_ENVS), "seed": Range(0, SEED_MAX),
-    "torch_threads": AT_LEAST_0, "log_every": AT_LEAST_1,
-    "eval.every": AT_LEAST_0, "eval.episodes": AT_LEAST_1, "eval.max_steps": AT_LEAST_1, "eval.epsilon": UNIT_INTERVAL,
-    "env.sticky_actions": UNIT_INTERVAL, "env.frame_skip": AT_LEAST_1, "env.noop_max": AT_LEAST_0,
-    "env.max_episode_steps": AT_LEAST_0,
-    "minatar.sticky_actions": UNIT_INTERVAL, "minatar.max_episode_steps": AT_LEAST_0,
-    "agent.learning_rate": AT_LEAST_0,  # 0 is the no-learning control of tests/test_learning.py
-    "agent.rmsprop_alpha": UNIT_INTERVAL, "agent.optimizer_eps": AT_LEAST_0,
-    "agent.buffer_size": AT_LEAST_1, "agent.learning_starts": AT_LEAST_0, "agent.batch_size": AT_LEAST_1,
-    "agent.gamma": UNIT_INTERVAL, "agent.train_freq": AT_LEAST_1, "agent.gradient_steps": Range(1, also=(-1,)),
-    "agent.target_update_interval": AT_LEAST_1, "agent.exploration_initial_eps": UNIT_INTERVAL,
-    "agent.exploration_final_eps": UNIT_INTERVAL, "agent.exploration_steps": AT_LEAST_0, "agent.max_grad_norm": ABOVE_0,
-    "network.conv_channels": AT_LEAST_1, "network.hidden": AT_LEAST_1,  # null: the torso's own
-    "checkpoint.every": AT_LEAST_0, "checkpoint.keep": AT_LEAST_1,
-}
+
+def listed(default: list[Any], help: str, **bounds: Any) -> Any:
+    """A field whose default is a list (or None for "the torso's own" with ``nullable``), declared like :func:`param`."""
+    spec = param(None, help, **bounds)
+    return field(default_factory=lambda: list(default), metadata=spec.metadata) if default is not None else spec
+
+
+def flagged(spec: Any) -> Any:
+    """``spec`` (a :func:`param` or :func:`listed` field) that also has its own ``crl train`` flag, named after its
+    key: ``eval.every`` -> ``--eval-every``."""
+    return field(default=spec.default, default_factory=spec.default_factory, metadata={**spec.metadata, "flag": True})
+
+
+def flag_name(key: str) -> str:
+    """The ``crl train`` flag of a flagged key."""
+    return "--" + key.replace(".", "-").replace("_", "-")
+
+
+@dataclass
+class EvalConfig:
+    every: int = flagged(param(20_000, "env steps between periodic evaluations of every game (0: block ends only)", low=0))
+    episodes: int = flagged(param(10, "episodes per game per evaluation", low=1))
+    max_steps: int = flagged(param(5_000, "agent steps at most per evaluation episode", low=1))
+    epsilon: float = param(0.05, "exploration rate while evaluating", low=0, high=1)
+    task_id: str = flagged(param("oracle", "task id used in evaluation: given, or inferred from the Q-values' entropy",
+                         choices=("oracle", "inferred")))
+
+
+@dataclass
+class AtariConfig:
+    sticky_actions: float = param(0.25, "probability that the previous action repeats (ALE v5)", low=0, high=1)
+    full_action_space: bool = param(True, "all 18 actions in every game (one shared head)")
+    frame_skip: int = param(4, "emulator frames per agent step", low=1)
+    noop_max: int = param(30, "random no-op actions at most after a reset", low=0)
+    clip_rewards: bool = param(True, "train on the sign of each reward")
+    max_episode_steps: int = param(27_000, "agent steps per episode at most (108,000 frames; 0: no cap)", low=0)
+    fire_reset: bool = param(True, "press FIRE after each reset in games that have it (ale_py's default; the DQN "
+                                   "papers: no)")
+
+
+@dataclass
+class MinAtarConfig:
+    sticky_actions: float = param(0.1, "probability that the previous action repeats (MinAtar's default)", low=0,
+                                  high=1)
+    difficulty_ramping: bool = param(True, "games speed up as they go on (MinAtar's default)")
+    clip_rewards: bool = param(True, "train on the sign of each reward")
+    # 4x Freeway's fixed 2,500, far beyond random or DQN-reference play, but a bound on Seaquest/Asterix episodes a
+    # good policy could otherwise make endless
+    max_episode_steps: int = param(10_000, "agent steps (= MinAtar frames) per episode at most (0: no cap)", low=0)
+
+
+@dataclass
+class AgentConfig:
+    learning_rate: float = param(1e-3, "optimizer step size (0: the no-learning control)", low=0)
+    optimizer: str = param("adam", "optimizer", choices=("adam", "rmsprop"))
+    rmsprop_alpha: float = param(0.95, "RMSprop's smoothing constant", low=0, high=1)
+    optimizer_eps: float = param(1.5e-4, "the optimizer's epsilon", low=0)
+    buffer_size: int = param(50_000, "replay capacity in transitions", low=1)
+    replay: str = param("fresh", "replay across tasks: emptied at each switch, one shared, or one per task",
+                        choices=("fresh", "shared", "per-task"))
+    learning_starts: int = param(1_000, "transitions of a task before its first gradient step", low=0)
+    batch_size: int = param(32, "minibatch size", low=1)
+    gamma: float = param(0.99, "discount factor", low=0, high=1)
+    train_freq: int = param(4, "vector env steps between gradient phases", low=1)
+    gradient_steps: int = param(-1, "gradient steps per phase (-1: n_envs, one per 4 transitions)", low=1)
+    target_update_interval: int = param(1_000, "env steps between target network copies", low=1)
+    exploration_initial_eps: float = param(1.0, "epsilon at the start of each task's timer", low=0, high=1)
+    exploration_final_eps: float = param(0.05, "epsilon after the decay", low=0, high=1)
+    exploration_steps: int = param(10_000, "env steps of a task over which epsilon decays, after its warm-up", low=0)
+    max_grad_norm: float = param(10.0, "gradient norm clip", low=0, low_open=True)
+    double_q: bool = param(True, "Double DQN targets")
+    reset_optimizer: bool = param(False, "fresh optimizer state at every task switch")
+
+
+@dataclass
+class NetworkConfig:
+    task_modulation: bool = param(False, "per-task biases and gains on every layer (Kirkpatrick et al. 2017)")
+    conv_channels: Optional[list[int]] = listed(None, "one width per conv layer (null: the torso's own: Nature CNN "
+                                                      "32,64,64 on Atari, 16 on MinAtar)", low=1)
+    hidden: Optional[int] = param(None, "dense layer width (null: the torso's own: 512 on Atari, 128 on MinAtar)", low=1)
+
+
+@dataclass
+class CheckpointConfig:
+    every: int = flagged(param(0, "env steps between resume checkpoints inside a block (0: at block ends only)", low=0))
+    replay: bool = flagged(param(False, "save the replay buffers with each resume checkpoint (large; exact resume)"))
+    keep: int = param(2, "complete resume checkpoints kept", low=1)
+
+
+@dataclass
+class RunConfig:
+    """The keys every run has; :func:`schema` adds ``fmn`` and one section per registered method."""
+
+    # `crl train` with no arguments: two MinAtar games in a few minutes on a 2-core CPU (docs/minatar.md)
+    games: list[str] = flagged(listed(["minatar/space_invaders", "minatar/breakout"],
+                                      "comma-separated games, e.g. Pong,Breakout,SpaceInvaders or minatar/breakout"))
+    method: str = flagged(param("finetune", "continual-learning method (crl.methods registry)"))
+    steps_per_game: int = flagged(param(60_000, "env steps per game block", low=1))
+    cycles: int = flagged(param(1, "passes over the game sequence (revisits)", low=1))
+    seed: int = flagged(param(0, "the run's seed", low=0, high=SEED_MAX))
+    device: str = flagged(param("auto", "torch device", choices=("auto", "cpu", "cuda")))
+    torch_threads: int = param(0, "torch threads (0: one on the CPU, the emulators use the other cores; torch's "
+                                  "default on a GPU)", low=0)
+    run_dir: Optional[str] = flagged(param(None, "output directory (null: runs/<method>-<games>-s<seed>-<time>)"))
+    n_envs: int = flagged(param(4, "parallel training environments", low=1, high=MAX_N_ENVS))
+    task_id: str = flagged(param("oracle", "task identity: given, or inferred by Forget-Me-Not", choices=("oracle", "fmn")))
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    env: AtariConfig = field(default_factory=AtariConfig)
+    minatar: MinAtarConfig = field(default_factory=MinAtarConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    log_every: int = param(500, "env steps between TensorBoard training scalars (and divergence checks)", low=1)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    on_divergence: str = param("stop", "stop: end the run at the last good checkpoint | skip: drop non-finite "
+                                       "batches", choices=("stop", "skip"))
+
+
+# gradient_steps also takes -1 ("automatic"), which `param`'s bounds cannot say
+SPECIAL_VALUES: dict[str, tuple[float, ...]] = {"agent.gradient_steps": (-1,)}
+
+
+@functools.lru_cache(maxsize=None)
+def _schema(methods: tuple[str, ...]) -> type:
+    sections = [(section_name(name), METHODS[name].Params, field(default_factory=METHODS[name].Params))
+                for name in methods if dataclasses.fields(METHODS[name].Params)]
+    return dataclasses.make_dataclass("RunConfig", [("fmn", ForgetMeNotParams, field(default_factory=ForgetMeNotParams)),
+                                                    *sections], bases=(RunConfig,))
+
+
+def schema() -> type:
+    """The configuration's dataclass: :class:`RunConfig` plus ``fmn`` and a section per registered method."""
+    return _schema(tuple(METHODS))
+
+
+def fields_by_key() -> dict[str, dataclasses.Field]:
+    """Every leaf key (``agent.gamma``) with its field: default, type, help, range, choices."""
+    out: dict[str, dataclasses.Field] = {}
+
+    def walk(cls: type, prefix: str) -> None:
+        for f in dataclasses.fields(cls):
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            if dataclasses.is_dataclass(default):
+                walk(type(default), f"{prefix}{f.name}.")
+            else:
+                out[prefix + f.name] = f
+
+    walk(schema(), "")
+    return out
 
 
 def defaults() -> dict[str, Any]:
-    """The full default configuration, one section per registered method included."""
-    cfg = copy.deepcopy(DEFAULTS)
-    cfg["fmn"] = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(ForgetMeNotParams()).items()}
-    for name, cls in METHODS.items():
-        fields = dataclasses.asdict(cls.Params())
-        if fields:
-            cfg[section_name(name)] = fields
-    return cfg
+    """The full default configuration as a nested dict (what ``--show-config`` prints with no overrides)."""
+    return to_dict(schema()())
 
 
-def flatten(cfg: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"agent": {"gamma": 0.99}}`` -> ``{"agent.gamma": 0.99}``."""
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A configuration dataclass as nested plain dicts and lists (tuples become lists, as YAML has no tuple)."""
+    return _plain(dataclasses.asdict(cfg))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"agent": {"gamma": 0.99}}`` (or the configuration dataclass) -> ``{"agent.gamma": 0.99}``."""
+    if dataclasses.is_dataclass(cfg):
+        cfg = to_dict(cfg)
     out: dict[str, Any] = {}
     for key, value in cfg.items():
         if isinstance(value, dict):
@@ -177,61 +213,161 @@ def flatten(cfg: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-# Keys whose default is null ("the torso's own"): the type a set value must have, as an example value.
-NULLABLE_TYPES: dict[str, Any] = {"network.conv_channels": [0], "network.hidden": 0}
+def closest_keys(key: str, valid: Any, n: int = 3) -> str:
+    """`` (did you mean 'a' or 'b'?)`` for the valid keys closest to ``key``, or nothing."""
+    close = difflib.get_close_matches(key, list(valid), n=n, cutoff=0.6)
+    if close:  # only those about as close as the closest: agent.gama -> agent.gamma, not agent.replay too
+        best = difflib.SequenceMatcher(None, key, close[0]).ratio()
+        close = [k for k in close if difflib.SequenceMatcher(None, key, k).ratio() >= best - 0.05]
+    if not close and "." in key:  # a right leaf in the wrong section: agent.lamda_ -> ewc.lambda_
+        leaf = key.rsplit(".", 1)[1]
+        close = [k for k in valid if difflib.get_close_matches(leaf, [k.rsplit(".", 1)[-1]], cutoff=0.75)][:n]
+    return f" (did you mean {' or '.join(repr(k) for k in close)}?)" if close else ""
 
 
-def _coerce(key: str, value: Any, default: Any) -> Any:
-    """Convert ``value`` (from YAML or a ``--set`` string) to the type of ``default``."""
-    if default is None and key in NULLABLE_TYPES:
-        if isinstance(value, str) and value.strip().lower() in ("", "null", "none", "~"):
+def _prepare(key: str, value: Any, spec: dataclasses.Field) -> Any:
+    """A YAML or ``--set`` value made ready for OmegaConf: strings parsed as YAML for non-string keys, ``a,b`` as a
+    list, ``1e5`` or ``2.0`` as an integer for an integer key (YAML 1.1 reads ``1e-4`` as a string)."""
+    default = spec.default_factory() if spec.default_factory is not dataclasses.MISSING else spec.default
+    kind = field_kind(spec)
+    if kind is list and isinstance(value, str) and not value.strip().startswith("["):
+        value = [v.strip() for v in value.split(",") if v.strip()] if value.strip().lower() not in ("null", "none", "~") else None
+    if isinstance(value, str) and kind is not str:
+        if value.strip().lower() in ("null", "none", "~", "") and default is None:
             return None
-        return None if value is None else _coerce(key, value, NULLABLE_TYPES[key])
-    if isinstance(value, str) and not isinstance(default, str) and default is not None:
         try:
             value = yaml.safe_load(value)
         except yaml.YAMLError as e:
             raise ConfigError(f"{key}: cannot parse {value!r}") from e
-    if isinstance(value, str) and isinstance(default, (int, float)) and not isinstance(default, bool):
-        try:  # YAML 1.1 reads 1e-4 (no dot) as a string; Python reads it, and 1_000, as a number
-            value = float(value) if isinstance(default, float) or not value.strip().lstrip("+-").isdigit() else int(value)
+    number = _element_kind(spec)
+    if number in (int, float):
+        items = value if isinstance(value, (list, tuple)) else [value]
+        items = [_number(key, v, number) for v in items]
+        value = items if isinstance(value, (list, tuple)) else items[0]
+    return value
+
+
+def _number(key: str, v: Any, kind: type) -> Any:
+    if isinstance(v, str):
+        try:
+            v = float(v) if kind is float or not v.strip().lstrip("+-").isdigit() else int(v)
         except ValueError:
-            pass  # not a number: the type error below names the key
-    if default is None or value is None:
-        return value
-    if isinstance(default, bool):
-        if isinstance(value, bool):
-            return value
-    elif isinstance(default, int):
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-    elif isinstance(default, float):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif isinstance(default, str):
-        return str(value)
-    elif isinstance(default, (list, tuple)):
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if isinstance(value, (list, tuple)):
-            element = default[0] if default else None
-            if isinstance(element, (int, float)) and not isinstance(element, bool):
-                return [_coerce(key, v, element) for v in value]
-            return list(value)
-    raise ConfigError(f"{key}: expected {type(default).__name__}, got {value!r}")
+            return v  # not a number: OmegaConf's type error names the key
+    if kind is int and isinstance(v, float) and v.is_integer():
+        return int(v)
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ConfigError(f"{key} must be a finite number, got {v}")
+    return v
 
 
-def set_key(cfg: dict[str, Any], key: str, value: Any, valid: dict[str, Any]) -> None:
-    """Set dotted ``key`` in ``cfg`` after checking it exists and coercing ``value`` to its type."""
-    if key not in valid:
-        raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(sorted(valid))}")
-    node = cfg
-    *parents, leaf = key.split(".")
-    for part in parents:
-        node = node[part]
-    node[leaf] = _coerce(key, value, valid[key])
+def field_kind(spec: dataclasses.Field) -> type:
+    """``list``, ``tuple``, ``str``, ``bool``, ``int`` or ``float``: what a field holds (None aside)."""
+    text = str(spec.type)
+    for name, kind in (("list", list), ("tuple", tuple), ("str", str), ("bool", bool), ("int", int), ("float", float)):
+        if name in text:
+            return kind
+    return object
+
+
+def _element_kind(spec: dataclasses.Field) -> type:
+    """The number type of a numeric field or of a list/tuple field's elements; ``object`` for others."""
+    text = str(spec.type)
+    if "bool" in text or "str" in text:
+        return object
+    return int if "int" in text else float if "float" in text else object
+
+
+def resolve(overrides: dict[str, Any]) -> Any:
+    """The configuration (a :func:`schema` dataclass, read as ``cfg.agent.learning_rate``): the defaults with
+    ``overrides`` (dotted keys, applied in order) merged in, validated."""
+    specs = fields_by_key()
+    cfg = OmegaConf.structured(schema())
+    for key, value in overrides.items():
+        if key not in specs:
+            raise ConfigError(f"unknown config key {key!r}{closest_keys(key, specs)}; `crl train --show-config` "
+                              "lists them all")
+        prepared = _prepare(key, value, specs[key])
+        try:
+            OmegaConf.update(cfg, key, prepared, merge=False)
+        except OmegaConfBaseException as e:
+            raise ConfigError(f"{key}: expected {_type_name(specs[key])}, got {value!r}") from e
+    typed = OmegaConf.to_object(cfg)
+    validate(typed)
+    return typed
+
+
+def _type_name(spec: dataclasses.Field) -> str:
+    kind, element = field_kind(spec), _element_kind(spec)
+    if kind in (list, tuple):
+        return f"a list of {element.__name__ if element is not object else 'str'}"
+    return kind.__name__
+
+
+def validate(cfg: Any) -> None:
+    """Every key in its range or choices (one rule per field, declared with it), then what ties keys together."""
+    from envs import check_one_family, resolve_game
+
+    for key, spec in fields_by_key().items():
+        _check(key, spec, _get(cfg, key))
+    if not cfg.games:
+        raise ConfigError("games: give at least one game, e.g. --games Pong,Breakout")
+    try:
+        cfg.games = [resolve_game(g) for g in cfg.games]
+        check_one_family(cfg.games)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    if len(set(cfg.games)) != len(cfg.games):
+        raise ConfigError(f"games: each game once per cycle (use --cycles to revisit), got {', '.join(cfg.games)}")
+    if cfg.method not in METHODS:
+        raise ConfigError(f"unknown method {cfg.method!r}; known methods: {', '.join(sorted(METHODS))}")
+    try:
+        cfg.fmn.validate()
+    except ValueError as e:
+        raise ConfigError(f"fmn: {e}") from e
+    params = method_params(cfg)
+    try:
+        params.validate()  # the rules that tie a method's fields together (each field was checked above)
+        METHODS[cfg.method](params).q_network_spec(dataclasses.asdict(cfg.network))
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{section_name(cfg.method)}: {e}") from e
+
+
+def _get(cfg: Any, key: str) -> Any:
+    for part in key.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def _check(key: str, spec: dataclasses.Field, value: Any) -> None:
+    """``value`` against the field's declared choices and range (each element of a list)."""
+    if value is None:
+        return
+    choices, bounds = spec.metadata.get("choices"), spec.metadata.get("range")
+    if choices and value not in choices:
+        raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {value!r}")
+    if key in SPECIAL_VALUES and bounds is not None:
+        bounds = Range(bounds.low, bounds.high, bounds.low_open, SPECIAL_VALUES[key])
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    if isinstance(value, (list, tuple)) and not value and bounds is not None:
+        raise ConfigError(f"{key}: give at least one value (or null for the default)")
+    for v in values:
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(f"{key} must be a finite number, got {v}")
+        if bounds is not None and isinstance(v, (int, float)) and not isinstance(v, bool) and v not in bounds:
+            raise ConfigError(f"{key} must be {bounds}, got {value}")
+
+
+def method_params(cfg: Any) -> Any:
+    """The active method's ``Params`` (its config section; a method without parameters gets its empty Params)."""
+    section = section_name(cfg.method)
+    return getattr(cfg, section) if hasattr(cfg, section) else METHODS[cfg.method].Params()
+
+
+def env_options(cfg: Any, game: str) -> dict[str, Any]:
+    """The environment options of ``game``'s family: ``cfg.env`` for Atari, ``cfg.minatar`` for MinAtar."""
+    from envs import game_family
+
+    return dataclasses.asdict(cfg.minatar if game_family(game) == "minatar" else cfg.env)
 
 
 def parse_set(items: list[str]) -> dict[str, str]:
@@ -259,79 +395,7 @@ def load_yaml(path: str) -> dict[str, Any]:
     return flatten(data)
 
 
-def resolve(overrides: dict[str, Any]) -> dict[str, Any]:
-    """Defaults with ``overrides`` (dotted keys, applied in order) applied, then validated."""
-    cfg = defaults()
-    valid = flatten(cfg)
-    for key, value in overrides.items():
-        set_key(cfg, key, value, valid)
-    validate(cfg)
-    return cfg
-
-
-def validate(cfg: dict[str, Any]) -> None:
-    """Range and choice checks; the method's own parameters are checked by its ``Params.validate``."""
-    from envs import check_one_family, resolve_game
-
-    flat = flatten(cfg)
-    if not cfg["games"]:
-        raise ConfigError("games: give at least one game, e.g. --games Pong,Breakout")
-    try:
-        cfg["games"] = [resolve_game(g) for g in cfg["games"]]
-        check_one_family(cfg["games"])
-    except ValueError as e:
-        raise ConfigError(str(e)) from e
-    if len(set(cfg["games"])) != len(cfg["games"]):
-        raise ConfigError(f"games: each game once per cycle (use --cycles to revisit), got {', '.join(cfg['games'])}")
-    if cfg["method"] not in METHODS:
-        raise ConfigError(f"unknown method {cfg['method']!r}; known methods: {', '.join(sorted(METHODS))}")
-    check_ranges(flat)
-    for key, choices in CHOICES.items():
-        if flat[key] not in choices:
-            raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {flat[key]!r}")
-    for section in ("env", "minatar"):
-        if not 0.0 <= cfg[section]["sticky_actions"] <= 1.0:
-            raise ConfigError(f"{section}.sticky_actions must be in [0, 1], got {cfg[section]['sticky_actions']}")
-    try:
-        ForgetMeNotParams(**cfg["fmn"]).validate()
-    except ValueError as e:
-        raise ConfigError(f"fmn: {e}") from e
-    try:
-        METHODS[cfg["method"]](method_params(cfg)).q_network_spec(dict(cfg["network"]))
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{section_name(cfg['method'])}: {e}") from e
-
-
-def check_ranges(flat: dict[str, Any]) -> None:
-    """Every number finite, and every key of ``RANGES`` in its range (a list element by element)."""
-    for key, value in flat.items():
-        values = value if isinstance(value, (list, tuple)) else [value]
-        for v in values:
-            if isinstance(v, float) and not math.isfinite(v):
-                raise ConfigError(f"{key} must be a finite number, got {v}")
-        if key in RANGES and value is not None:
-            if isinstance(value, (list, tuple)) and not value:
-                raise ConfigError(f"{key}: give at least one value (or null for the default)")
-            bad = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool) and v not in RANGES[key]]
-            if bad:
-                raise ConfigError(f"{key} must be {RANGES[key]}, got {value}")
-
-
-def env_options(cfg: dict[str, Any], game: str) -> dict[str, Any]:
-    """The environment options of ``game``'s family: ``cfg["env"]`` for Atari, ``cfg["minatar"]`` for MinAtar."""
-    from envs import game_family
-
-    return dict(cfg["minatar"] if game_family(game) == "minatar" else cfg["env"])
-
-
-def method_params(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The active method's parameter section, checked by its ``Params`` dataclass."""
-    cls = METHODS[cfg["method"]]
-    params = dict(cfg.get(section_name(cfg["method"]), {}))
-    cls.Params(**params).validate()
-    return params
-
-
-def dump(cfg: dict[str, Any]) -> str:
-    """YAML text of ``cfg`` (what ``config.yaml`` holds)."""
-    return yaml.safe_dump(cfg, sort_keys=False, default_flow_style=False)
+def dump(cfg: Any) -> str:
+    """YAML text of ``cfg``, the configuration dataclass or a dict (what ``config.yaml`` holds)."""
+    return yaml.safe_dump(to_dict(cfg) if dataclasses.is_dataclass(cfg) else cfg, sort_keys=False,
+                          default_flow_style=False)

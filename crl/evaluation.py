@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch as th
 
+from crl.config import RunConfig
+from crl import config as config_mod
+from crl import seeds
+from crl.seeds import derive_seed
+from crl.task_inference.entropy import infer_task_id
 from envs import make_vec_env
 
 # (q_net, first observations, candidate task ids) -> chosen task id
@@ -105,3 +110,22 @@ def play_episodes(
         inferred_task_ids=[t for _, t, _ in flat] if infer_task is not None else None,
         cut_episodes=sum(c for _, _, c in flat),
     )
+
+
+def evaluate_games(agent: Any, cfg: RunConfig, task_ids: Sequence[int],
+                   candidate_task_ids: list[int]) -> list[GameEvaluation]:
+    """One evaluation of every game of the resolved config ``cfg`` as its ``eval`` section says: game ``g`` played
+    with ``task_ids[g]``, or (``eval.task_id: inferred``) each episode with the id it infers among
+    ``candidate_task_ids``."""
+    ev = cfg.eval
+    inferred = ev.task_id == "inferred"
+    results = []
+    for g, game in enumerate(cfg.games):
+        # the same episodes (seeds, exploration coins) at every evaluation of a game: an unchanged policy
+        # scores the same, so differences between evaluations are the agent's, not the evaluation's noise
+        seed = derive_seed(cfg.seed, seeds.EVALUATION_ENV, g)
+        results.append(play_episodes(
+            agent, game, task_ids[g], ev.episodes, ev.max_steps, ev.epsilon, seed,
+            config_mod.env_options(cfg, game), infer_task=infer_task_id if inferred else None,
+            candidate_task_ids=candidate_task_ids))
+    return results

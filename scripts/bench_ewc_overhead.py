@@ -12,18 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch as th
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from agents import ContinualDQN  # noqa: E402
-from crl.benchmark import Stopwatch  # noqa: E402
-from crl.methods import TaskInfo, make_method  # noqa: E402
-from envs import make_atari_vec_env  # noqa: E402
+from agents import ContinualDQN
+from crl.benchmark import Stopwatch
+from crl.methods import TaskInfo, make_method
+from envs import make_atari_vec_env
 
 
 def timed_train(agent: ContinualDQN, gradient_steps: int, batch_size: int) -> float:
@@ -62,7 +58,7 @@ def main() -> None:
             agent.end_task()
         fisher_seconds.append(clock.seconds)
     agent.set_task(TaskInfo(3, "current", block=3))
-    assert ewc.penalty(agent) is not None and len(ewc.penalized()) == 3
+    assert ewc.penalty(agent.hook_context()) is not None and len(ewc.penalized()) == 3
 
     seconds: dict[str, list[float]] = {"finetune": [], "ewc": []}
     for method in (finetune, ewc):  # warm-up round each (allocator, kernels, the penalty's one-off fold)

@@ -13,26 +13,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 from typing import Any
 
 import torch as th
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from crl import config as config_mod  # noqa: E402
-from crl.benchmark import Stopwatch, agent_with_stored_tasks  # noqa: E402
-from crl.trainer import resolve_device  # noqa: E402
+from crl import config as config_mod
+from crl.benchmark import Stopwatch, agent_with_stored_tasks
+from crl.trainer import resolve_device
 
 
 def bench_method(cfg: dict[str, Any], device: str, gradient_steps: int, acting_steps: int) -> dict[str, Any]:
     """Play every game but the last for one warm-up block, then time training and acting on the last game."""
-    games, n_envs = cfg["games"], cfg["n_envs"]
-    warmup = cfg["agent"]["learning_starts"] + 4 * n_envs
+    games, n_envs = cfg.games, cfg.n_envs
+    warmup = cfg.agent.learning_starts + 4 * n_envs
     agent = agent_with_stored_tasks(cfg, device, warmup)
     agent.learn(warmup, reset_num_timesteps=False)
-    batch_size = cfg["agent"]["batch_size"]
+    batch_size = cfg.agent.batch_size
     agent.train(gradient_steps=5, batch_size=batch_size)  # warm-up: allocator, kernels
     with Stopwatch(device) as clock:
         agent.train(gradient_steps=gradient_steps, batch_size=batch_size)
@@ -45,12 +41,12 @@ def bench_method(cfg: dict[str, Any], device: str, gradient_steps: int, acting_s
             agent.predict(obs, deterministic=True)
     act_rate = acting_steps * n_envs / clock.seconds
     result = {
-        "method": cfg["method"],
+        "method": cfg.method,
         "gradient_steps_per_s": train_rate,
         "acting_env_steps_per_s": act_rate,
         "q_network_parameters": sum(p.numel() for p in agent.q_net.parameters()),
     }
-    if cfg["method"] == "hypernet":
+    if cfg.method == "hypernet":
         result.update(
             chunk_size=agent.q_net.chunk_size,
             num_chunks=agent.q_net.num_chunks,

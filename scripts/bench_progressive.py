@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import torch as th
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from crl import config  # noqa: E402
-from crl.benchmark import time_learning, walk_tasks  # noqa: E402
-from crl.trainer import resolve_device  # noqa: E402
+from crl import config
+from crl.benchmark import time_learning, walk_tasks
+from crl.trainer import resolve_device
 
 
 def main() -> None:
@@ -46,7 +43,7 @@ def main() -> None:
         "progressive.width": args.width, "progressive.adapters": not args.no_adapters,
         "agent.learning_starts": args.warmup, "agent.buffer_size": args.warmup + args.steps,
     })
-    device = resolve_device(cfg["device"])
+    device = resolve_device(cfg.device)
     rows = []
     for agent, task in walk_tasks(cfg, device):
         agent.learn(args.warmup, reset_num_timesteps=False)

@@ -1,6 +1,7 @@
 """Copy the small records of a sweep's finished runs into a directory meant for git (no checkpoints, no models).
 
     python scripts/export_records.py SWEEP_DIR DEST
+    python scripts/export_records.py --costs DEST      # what each configuration cost, as a markdown table
 
 DEST mirrors the sweep directory: ``spec.yaml``, ``sweep.json`` (the finished runs with their attempts: wall
 seconds, CPU seconds, peak memory) and ``runs/<name>/`` with config.yaml, evals.jsonl, blocks.jsonl, retention.csv,
@@ -57,7 +58,40 @@ def export(sweep_dir: Path, dest: Path) -> list[str]:
     return list(finished)
 
 
+def costs(dest: Path) -> str:
+    """Per configuration (method and the settings the sweep varied, seeds pooled): runs, wall minutes, CPU minutes
+    and peak memory of the run's process (where the sweep recorded them), and the size of the trained Q-network."""
+    import numpy as np
+
+    state = state_mod.load(dest)
+    groups: dict[str, list[tuple[dict, dict]]] = {}
+    for name, entry in state["runs"].items():
+        if entry["kind"] != "run":
+            continue
+        label = " ".join(f"{k}={v}" for k, v in entry["overrides"].items() if k != "seed")
+        network = json.loads((state_mod.run_dir(dest, name) / "network.json").read_text())
+        groups.setdefault(label, []).append((entry, network))
+    lines = ["| configuration | runs | wall min | CPU min | peak RSS MiB | Q-network values |", "|---|---|---|---|---|---|"]
+    for label, runs in groups.items():
+        attempts = [a for entry, _ in runs for a in entry["attempts"] if a.get("returncode") == 0]
+
+        def mean(key: str, scale: float = 1.0) -> str:
+            values = [a[key] / scale for a in attempts if key in a]
+            return f"{np.mean(values):.1f}" + (f" ({len(values)} runs)" if 0 < len(values) < len(runs) else "") \
+                if values else "not recorded"
+
+        sizes = sorted({n["q_net_values"] for _, n in runs})
+        lines.append(f"| {label} | {len(runs)} | {mean('duration_s', 60)} | {mean('cpu_s', 60)} | "
+                     f"{mean('max_rss_mib')} | {', '.join(f'{s:,}' for s in sizes)} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["--costs"] and len(argv) == 2:
+        print(costs(Path(argv[1])))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", type=Path)
     parser.add_argument("dest", type=Path)

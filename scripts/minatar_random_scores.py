@@ -20,12 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from crl.rundir import atomic_write
+from envs import MINATAR_GAMES, MINATAR_PREFIX, make_minatar_vec_env, resolve_game
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from crl.rundir import atomic_write  # noqa: E402
-from envs import MINATAR_GAMES, MINATAR_PREFIX, make_minatar_vec_env, resolve_game  # noqa: E402
-
 DEFAULT_OUT = REPO / "crl" / "data" / "minatar_scores.csv"
 # DQN of Young & Tian 2019 (arXiv:1903.03176): the end (5M frames) of its DQN learning curves, each the mean over 30
 # runs of the moving average of training returns over 100 episodes (epsilon 0.1), read off the figure by pixel

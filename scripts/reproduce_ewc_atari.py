@@ -25,11 +25,10 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from crl import presets
+from envs import resolve_game
 
-from crl import presets  # noqa: E402
-from envs import resolve_game  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 METHODS = ("finetune", "ewc", "single")  # "single": one single-game run per game (the ceiling)
 # Pool games on which DQN visibly learns within a few hundred thousand agent steps (all in the Atari-100k benchmark,

@@ -37,3 +37,29 @@ def run_crl(*args: str, timeout: float = 600, check: bool = True) -> subprocess.
 @pytest.fixture
 def tiny_args() -> list[str]:
     return list(TINY)
+
+
+# Methods that test modules define register themselves in the global registry when their module is imported, and
+# the configuration has a section for every registered method: a config written in one test (a sweep's) would name
+# another module's test method that the `crl train` it starts has never heard of. So each test method is registered
+# only while a test of its own module runs, and a method a test defines is gone when that test ends.
+_TEST_METHODS: dict[str, type] = {}
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    from crl.methods import METHODS
+
+    for name, cls in list(METHODS.items()):
+        if cls.__module__.startswith("tests."):
+            _TEST_METHODS[name] = METHODS.pop(name)
+
+
+@pytest.fixture(autouse=True)
+def _registry_per_test(request: pytest.FixtureRequest):
+    from crl.methods import METHODS
+
+    before = dict(METHODS)
+    METHODS.update({n: c for n, c in _TEST_METHODS.items() if c.__module__ == request.module.__name__})
+    yield
+    METHODS.clear()
+    METHODS.update(before)

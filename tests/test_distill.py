@@ -98,7 +98,7 @@ def test_stores_a_sample_of_the_games_observations_with_its_q_values() -> None:
     assert memory.bytes_per_item == 4 * 84 * 84 + 18 * 4
     with th.no_grad():
         th.testing.assert_close(memory.fields["q"], agent.q_net(memory.fields["obs"], task_id=0))
-        assert method.penalty(agent) < 1e-6  # the network has not moved away from the teacher yet
+        assert method.penalty(agent.hook_context()) < 1e-6  # the network has not moved away from the teacher yet
 
 
 def test_distils_each_game_with_its_own_task_id() -> None:
@@ -120,7 +120,7 @@ def test_distils_each_game_with_its_own_task_id() -> None:
     with th.no_grad():
         as_task = {j: distillation_loss(agent.q_net(stored["obs"], task_id=j), stored["q"], 0.5) for j in (0, 1)}
     assert not th.isclose(as_task[0], as_task[1])
-    penalty = method.penalty(agent)
+    penalty = method.penalty(agent.hook_context())
     th.testing.assert_close(penalty, 3.0 * as_task[0])
     penalty.backward()
     for modulation in agent.q_net.modulations:
@@ -135,7 +135,7 @@ def test_mse_option() -> None:
         agent.q_net.head.bias.add_(0.5)  # every Q-value 0.5 above the teacher's
     agent.q_net.parameters_changed()
     with th.no_grad():
-        assert method.penalty(agent).item() == pytest.approx(0.25, rel=1e-4)
+        assert method.penalty(agent.hook_context()).item() == pytest.approx(0.25, rel=1e-4)
     assert set(method.scalars()) >= {"distill/mse", "distill/memory_bytes"}
 
 
@@ -152,7 +152,8 @@ def test_state_travels_through_save_and_load(tmp_path: Path) -> None:
     assert other.block.seen == method.block.seen and len(other.block) == len(method.block) > 0
     assert th.equal(method.block.fields["obs"][: len(method.block)], other.block.fields["obs"])
     with th.no_grad():
-        assert th.equal(method.penalty(agent), other.penalty(loaded))  # same generator state: the same draw
+        # same generator state: the same draw
+        assert th.equal(method.penalty(agent.hook_context()), other.penalty(loaded.hook_context()))
     assert other.scalars() == method.scalars()
 
 

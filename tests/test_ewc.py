@@ -13,8 +13,9 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from torch import nn
 
 from agents.networks import ConvQNetwork, TaskQNetwork
+from agents.replay import sample_with
 from crl.methods import make_method
-from crl.methods.base import TaskInfo
+from crl.methods.base import HookContext, TaskInfo
 from crl.methods.ewc import EWC, L2, ONLINE, Anchor, FoldedQuadratic, OnlineEWC, flatten
 
 
@@ -43,10 +44,19 @@ class IndexedReplayBuffer(ReplayBuffer):
                                actions=th.as_tensor(self.actions[b, e]))
 
 
-def fake_agent(net: TaskQNetwork, num_tasks: int = 3) -> SimpleNamespace:
-    """What the methods read from ``ContinualDQN``: the network, a replay buffer, steps per task, the device."""
+class FakeAgent(SimpleNamespace):
+    """What ``ContinualDQN`` holds for the methods: the network, a replay buffer, steps per task."""
+
+    def ctx(self, task: TaskInfo | None = None) -> HookContext:
+        """The hook context the agent would build on ``task`` (None: the first task)."""
+        task = task or TaskInfo(0, "Pong")
+        return HookContext(q_net=self.q_net, task=task, task_steps=self.task_steps[task.task_id],
+                           sample=lambda n, generator: sample_with(self.replay_buffer, n, generator))
+
+
+def fake_agent(net: TaskQNetwork, num_tasks: int = 3) -> FakeAgent:
     buffer = IndexedReplayBuffer(256, net.observation_space, net.action_space, device="cpu")
-    return SimpleNamespace(q_net=net, replay_buffer=buffer, task_steps=[0] * num_tasks, device=th.device("cpu"))
+    return FakeAgent(q_net=net, replay_buffer=buffer, task_steps=[0] * num_tasks)
 
 
 def fill(agent: SimpleNamespace, obs: np.ndarray, actions: np.ndarray) -> None:
@@ -57,12 +67,12 @@ def fill(agent: SimpleNamespace, obs: np.ndarray, actions: np.ndarray) -> None:
 
 def finish(method: Any, agent: SimpleNamespace, task: TaskInfo, steps: int = 100) -> None:
     """Play a task block through the hooks: select it, count its steps, end it."""
-    method.before_task(agent, task)
+    method.before_task(agent.ctx(task), task)
     agent.task_steps[task.task_id] += steps
-    method.after_task(agent, task)
+    method.after_task(agent.ctx(task), task)
 
 
-def seeded_agent(seed: int = 0) -> SimpleNamespace:
+def seeded_agent(seed: int = 0) -> FakeAgent:
     th.manual_seed(seed)
     np.random.seed(seed)
     agent = fake_agent(TinyQNetwork())
@@ -109,13 +119,13 @@ def test_ewc_penalty_is_zero_at_the_anchor_and_its_gradient_is_lambda_f_delta() 
     agent = seeded_agent()
     ewc = EWC({"lambda_": 7.0, "fisher_batches": 4, "fisher_batch_size": 16})
     finish(ewc, agent, PONG)
-    ewc.before_task(agent, BREAKOUT)
-    assert ewc.penalty(agent).item() == 0.0
+    ewc.before_task(agent.ctx(BREAKOUT), BREAKOUT)
+    assert ewc.penalty(agent.ctx()).item() == 0.0
 
     anchor = ewc.anchors[0]
     perturb(agent.q_net)
     agent.q_net.zero_grad()
-    ewc.penalty(agent).backward()
+    ewc.penalty(agent.ctx()).backward()
     theta = flatten(p for _, p in agent.q_net.shared_named_parameters()).detach()
     grads = flatten(p.grad for _, p in agent.q_net.shared_named_parameters())
     th.testing.assert_close(grads, 7.0 * anchor.importance * (theta - anchor.params))
@@ -129,10 +139,10 @@ def test_separate_anchors_penalty_sums_every_other_task() -> None:
     perturb(agent.q_net)
     finish(ewc, agent, BREAKOUT)
     perturb(agent.q_net)
-    ewc.before_task(agent, SEAQUEST)
+    ewc.before_task(agent.ctx(SEAQUEST), SEAQUEST)
     theta = flatten(p for _, p in agent.q_net.shared_named_parameters()).detach()
     expected = 1.5 * sum((a.importance * (theta - a.params).square()).sum() for a in ewc.anchors.values())
-    th.testing.assert_close(ewc.penalty(agent).detach(), expected, rtol=1e-5, atol=0.0)
+    th.testing.assert_close(ewc.penalty(agent.ctx()).detach(), expected, rtol=1e-5, atol=0.0)
 
 
 def test_revisited_game_replaces_its_anchor_and_is_left_out_while_it_trains() -> None:
@@ -144,13 +154,13 @@ def test_revisited_game_replaces_its_anchor_and_is_left_out_while_it_trains() ->
     finish(ewc, agent, BREAKOUT)
     perturb(agent.q_net)
     revisit = TaskInfo(0, "Pong", block=2, cycle=1, first_visit=False)
-    ewc.before_task(agent, revisit)
+    ewc.before_task(agent.ctx(revisit), revisit)
     theta = flatten(p for _, p in agent.q_net.shared_named_parameters()).detach()
     breakout = ewc.anchors[1]
     only_breakout = 200.0 * (breakout.importance * (theta - breakout.params).square()).sum()
-    th.testing.assert_close(ewc.penalty(agent).detach(), only_breakout)
+    th.testing.assert_close(ewc.penalty(agent.ctx()).detach(), only_breakout)
     agent.task_steps[0] += 100
-    ewc.after_task(agent, revisit)
+    ewc.after_task(agent.ctx(revisit), revisit)
     assert sorted(ewc.anchors) == [0, 1]
     assert th.equal(ewc.anchors[0].params, theta) and not th.equal(ewc.anchors[0].params, first.params)
 
@@ -159,7 +169,7 @@ def test_min_task_steps_delays_the_anchor() -> None:
     agent = seeded_agent()
     ewc = EWC({"min_task_steps": 250, "fisher_batches": 1, "fisher_batch_size": 4})
     finish(ewc, agent, PONG, steps=200)
-    assert ewc.anchors == {} and ewc.penalty(agent) is None
+    assert ewc.anchors == {} and ewc.penalty(agent.ctx()) is None
     finish(ewc, agent, PONG, steps=100)  # 300 steps on Pong in all
     assert list(ewc.anchors) == [0]
 
@@ -187,8 +197,8 @@ def test_online_ewc_through_the_hooks_keeps_one_normalized_running_fisher() -> N
     new = running.importance - 0.9 * first
     th.testing.assert_close(new.max(), th.tensor(1.0))
     assert th.equal(running.params, flatten(p for _, p in agent.q_net.shared_named_parameters()).detach())
-    online.before_task(agent, SEAQUEST)
-    assert online.penalty(agent).item() == 0.0  # anchored at the current parameters
+    online.before_task(agent.ctx(SEAQUEST), SEAQUEST)
+    assert online.penalty(agent.ctx()).item() == 0.0  # anchored at the current parameters
     assert set(online.scalars()) >= {"ewc/fisher_mean/online", "ewc/fisher_max/online", "ewc/fisher_mean/task_0"}
 
 
@@ -204,16 +214,16 @@ def test_l2_equals_ewc_with_unit_fisher() -> None:
         perturb(agent.q_net)
     ewc.anchors = {g: Anchor(th.ones_like(a.params), a.params) for g, a in ewc.anchors.items()}
     for method in (l2, ewc):
-        method.before_task(agent, SEAQUEST)
+        method.before_task(agent.ctx(SEAQUEST), SEAQUEST)
     agent.q_net.zero_grad()
-    l2.penalty(agent).backward()
+    l2.penalty(agent.ctx()).backward()
     l2_grads = [p.grad.clone() for p in agent.q_net.parameters()]
     agent.q_net.zero_grad()
-    ewc.penalty(agent).backward()
+    ewc.penalty(agent.ctx()).backward()
     theta = flatten(agent.q_net.parameters()).detach()
     expected = sum((theta - a).square().sum() for a in anchors)  # lambda / 2 = 1
-    th.testing.assert_close(l2.penalty(agent).detach(), expected)
-    th.testing.assert_close(ewc.penalty(agent).detach(), expected)
+    th.testing.assert_close(l2.penalty(agent.ctx()).detach(), expected)
+    th.testing.assert_close(ewc.penalty(agent.ctx()).detach(), expected)
     for g, p in zip(l2_grads, agent.q_net.parameters()):
         th.testing.assert_close(g, p.grad)
     assert l2.anchors[0].importance.numel() == 1  # L2 stores no importance vector
@@ -236,10 +246,10 @@ def test_task_modulation_parameters_are_outside_fisher_and_penalty() -> None:
     assert all(not n.startswith("modulations.") for n in ewc.param_names)
 
     net.set_task(1)  # Breakout's biases (init 0) and gains (init 1) now exist
-    ewc.before_task(agent, BREAKOUT)
+    ewc.before_task(agent.ctx(BREAKOUT), BREAKOUT)
     perturb(net)
     net.zero_grad()
-    ewc.penalty(agent).backward()
+    ewc.penalty(agent.ctx()).backward()
     for name, p in net.named_parameters():
         assert (p.grad is None) == name.startswith("modulations."), name
 
@@ -287,8 +297,8 @@ def test_state_dict_round_trip_is_exact() -> None:
         f"ewc/fisher_{stat}/task_{task_id}" for stat in ("mean", "max") for task_id in (0, 1)
     }
     for method in (ewc, restored):
-        method.before_task(agent, SEAQUEST)
-    assert th.equal(ewc.penalty(agent), restored.penalty(agent))
+        method.before_task(agent.ctx(SEAQUEST), SEAQUEST)
+    assert th.equal(ewc.penalty(agent.ctx()), restored.penalty(agent.ctx()))
 
 
 # --- the effect: EWC protects the first task -------------------------------------------------------------
@@ -304,7 +314,7 @@ def train(net: TinyQNetwork, x: th.Tensor, y: th.Tensor, method: Any, agent: Sim
     optimizer = th.optim.Adam(net.parameters(), lr=0.01)
     for _ in range(steps):
         loss = nn.functional.cross_entropy(net(x), y)
-        penalty = method.penalty(agent)
+        penalty = method.penalty(agent.ctx())
         optimizer.zero_grad()
         (loss if penalty is None else loss + penalty).backward()
         optimizer.step()
@@ -317,12 +327,12 @@ def losses_after_two_tasks(method: Any) -> tuple[float, float]:
     net = TinyQNetwork()
     agent = fake_agent(net)
     (xa, ya), (xb, yb) = classification_task(1, [0, 1, 2, 3]), classification_task(2, [2, 3, 4, 5])
-    method.before_task(agent, PONG)
+    method.before_task(agent.ctx(PONG), PONG)
     train(net, xa, ya, method, agent)
     fill(agent, xa.numpy(), ya.numpy())
     agent.task_steps[0] = 300
-    method.after_task(agent, PONG)
-    method.before_task(agent, BREAKOUT)
+    method.after_task(agent.ctx(PONG), PONG)
+    method.before_task(agent.ctx(BREAKOUT), BREAKOUT)
     train(net, xb, yb, method, agent)
     with th.no_grad():
         return nn.functional.cross_entropy(net(xa), ya).item(), nn.functional.cross_entropy(net(xb), yb).item()

@@ -65,9 +65,9 @@ def test_ewc_in_the_agent_penalizes_shared_weights_only_and_survives_save_load(t
 
     loaded = ContinualDQN.load(tmp_path / "model.zip", device="cpu")
     assert_same_anchors(agent, loaded)
-    loaded.method.before_task(loaded, TaskInfo(2, "SpaceInvaders", block=2))
-    agent.method.before_task(agent, TaskInfo(2, "SpaceInvaders", block=2))
-    assert th.equal(loaded.method.penalty(loaded), agent.method.penalty(agent))
+    loaded.method.before_task(loaded.hook_context(), TaskInfo(2, "SpaceInvaders", block=2))
+    agent.method.before_task(agent.hook_context(), TaskInfo(2, "SpaceInvaders", block=2))
+    assert th.equal(loaded.method.penalty(loaded.hook_context()), agent.method.penalty(agent.hook_context()))
 
 
 def crl_train(run_dir: Path, method: str, *extra: str) -> None:

@@ -4,14 +4,12 @@ stay paired."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import torch as th
 from torch import nn
 
 from agents import ContinualDQN
-from crl.methods import TaskInfo, make_method
+from crl.methods import HookContext, TaskInfo, make_method
 from crl.methods.ewc import EWC, ONLINE, Anchor, OnlineEWC
 from envs import make_atari_vec_env
 from tests.test_ewc import seeded_agent
@@ -35,7 +33,7 @@ def test_online_ewc_penalty_is_gamma_times_the_running_fisher() -> None:
     """lambda 2, gamma 0.5; F1 = [1, 2], F2 = [4, 0]: F*_2 = 0.5 F1 + F2 = [4.5, 1], weighed by gamma: [2.25, 0.5].
     At theta = anchor + [1, 2]: 0.5 * 2 * (2.25 * 1 + 0.5 * 4) = 4.25, gradient 2 * [2.25, 0.5] * [1, 2] = [4.5, 2]."""
     online = OnlineEWC({"lambda_": 2.0, "gamma": 0.5})
-    agent = SimpleNamespace(q_net=TwoWeights([1.3, 2.4]))
+    agent = HookContext(q_net=TwoWeights([1.3, 2.4]), task=TaskInfo(1, "breakout", block=1))
     online.store(TaskInfo(0, "pong"), Anchor(th.tensor([1.0, 2.0]), th.tensor([0.1, 0.2])))
     online.before_task(agent, TaskInfo(1, "breakout", block=1))
     # first penalty: gamma F1 around theta*_1: 0.5 * 2 * 0.5 * (1 * 1.2^2 + 2 * 2.2^2)
@@ -57,9 +55,9 @@ def fisher_after(seed: int, block: int, advance_global: int) -> th.Tensor:
     np.random.rand(advance_global)
     ewc = EWC({"fisher_batches": 3, "fisher_batch_size": 8})
     task = TaskInfo(0, "pong", block=block, seed=seed)
-    ewc.before_task(agent, task)
+    ewc.before_task(agent.ctx(task), task)
     agent.task_steps[0] += 100
-    ewc.after_task(agent, task)
+    ewc.after_task(agent.ctx(task), task)
     return ewc.anchors[0].importance
 
 

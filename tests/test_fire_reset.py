@@ -30,13 +30,13 @@ def frames_moving_under_noops(env_section: dict) -> int:
 def test_the_config_key_reaches_the_emulator(fire_reset: bool) -> None:
     cfg = config.resolve({"games": ["Breakout"], "env.fire_reset": fire_reset, "env.sticky_actions": 0.0,
                           "env.noop_max": 0})
-    moving = frames_moving_under_noops(cfg["env"])
+    moving = frames_moving_under_noops(cfg.env)
     # FIRE on reset serves the ball, which then moves; without it Breakout waits, frozen, for the agent to serve
     assert (moving > 30) if fire_reset else (moving == 0), moving
 
 
 def test_default_follows_ale_py_and_the_paper_preset_turns_it_off() -> None:
-    assert config.resolve({})["env"]["fire_reset"] is True
+    assert config.resolve({}).env.fire_reset is True
     for name in (presets.FAITHFUL, presets.SCALED):
-        assert config.resolve(presets.preset_overrides(name, 0))["env"]["fire_reset"] is False
+        assert config.resolve(presets.preset_overrides(name, 0)).env.fire_reset is False
     assert "no FIRE on reset" in presets.describe(presets.FAITHFUL)

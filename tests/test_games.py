@@ -1,5 +1,7 @@
 """Game names of both families: accepted spellings, families, mixing them in one sequence, unknown names."""
 
+import dataclasses
+
 import pytest
 
 from crl.config import ConfigError, env_options, resolve
@@ -78,10 +80,10 @@ def test_a_sequence_must_not_mix_families():
 
 def test_config_resolves_minatar_games_and_refuses_mixed_sequences():
     cfg = resolve({"games": ["MinAtar/Breakout-v1", "minatar-space-invaders"]})
-    assert cfg["games"] == ["minatar/breakout", "minatar/space_invaders"]
-    assert env_options(cfg, "minatar/breakout") == cfg["minatar"]
-    assert env_options(cfg, "pong") == cfg["env"]
-    assert cfg["minatar"] == {"sticky_actions": 0.1, "difficulty_ramping": True, "clip_rewards": True,
+    assert cfg.games == ["minatar/breakout", "minatar/space_invaders"]
+    assert env_options(cfg, "minatar/breakout") == dataclasses.asdict(cfg.minatar)
+    assert env_options(cfg, "pong") == dataclasses.asdict(cfg.env)
+    assert dataclasses.asdict(cfg.minatar) == {"sticky_actions": 0.1, "difficulty_ramping": True, "clip_rewards": True,
                               "max_episode_steps": 10_000}
     with pytest.raises(ConfigError, match="one family"):
         resolve({"games": ["pong", "minatar/breakout"]})

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import pickle
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ from gymnasium import spaces
 from agents.hypernet import HyperQNetwork
 from agents.networks import ConvQNetwork, build_q_network
 from crl.methods import make_method
-from crl.methods.base import Method, TaskInfo
+from crl.methods.base import HookContext, Method, TaskInfo
 from crl.task_inference.entropy import infer_task_id, softmax_entropy
 
 ATARI_OBS = spaces.Box(0, 255, (4, 84, 84), np.uint8)
@@ -38,10 +37,10 @@ def tiny_obs(n: int, seed: int = 0) -> th.Tensor:
     return th.randint(0, 256, (n, *TINY_OBS.shape), dtype=th.uint8, generator=th.Generator().manual_seed(seed))
 
 
-def fake_agent(net: HyperQNetwork, task_id: int, game: str = "Pong") -> SimpleNamespace:
-    """What the method reads from a ContinualDQN: the online network, the current task and the device."""
+def fake_agent(net: HyperQNetwork, task_id: int, game: str = "Pong") -> HookContext:
+    """What the method's hooks get from a ContinualDQN: the online network, the current task and the device."""
     net.set_task(task_id)
-    return SimpleNamespace(q_net=net, current_task=TaskInfo(task_id, game), device=th.device("cpu"))
+    return HookContext(q_net=net, task=TaskInfo(task_id, game))
 
 
 @pytest.mark.parametrize(
@@ -235,7 +234,7 @@ def test_reg_subset_regularizes_a_random_subset_per_step() -> None:
     assert set(calls) == {1}
 
 
-def train_regression(net: HyperQNetwork, agent: SimpleNamespace, method: Method, data: tuple[th.Tensor, th.Tensor], steps: int) -> None:
+def train_regression(net: HyperQNetwork, agent: HookContext, method: Method, data: tuple[th.Tensor, th.Tensor], steps: int) -> None:
     """Fit the current game's Q-values to fixed targets (a stand-in for the TD loss), plus the method's penalty."""
     obs, q_targets = data
     optimizer = th.optim.Adam(net.trainable_parameters(), lr=3e-3)

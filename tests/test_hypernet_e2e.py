@@ -82,7 +82,7 @@ def test_save_load_round_trips_hypernetwork_embeddings_and_targets(trained: Simp
         for task_id in range(2):
             assert th.equal(loaded.q_net(frames, task_id=task_id), agent.q_net(frames, task_id=task_id))
             assert th.equal(loaded.q_net_target(frames, task_id=task_id), agent.q_net_target(frames, task_id=task_id))
-    assert th.equal(loaded.method.penalty(loaded), agent.method.penalty(agent))
+    assert th.equal(loaded.method.penalty(loaded.hook_context()), agent.method.penalty(agent.hook_context()))
 
     # continue: revisit Pong; only its embedding (and the shared hypernetwork) trains, Breakout's is regularized
     breakout = loaded.q_net.task_embeddings[1].detach().clone()

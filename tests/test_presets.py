@@ -97,7 +97,7 @@ def test_fixed_presets_resolve_and_describe_their_keys(name: str) -> None:
 
     overrides = presets.preset_overrides(name, 0)
     cfg = resolve(overrides)
-    assert cfg["games"] == overrides["games"]
+    assert cfg.games == overrides["games"]
     text = presets.describe(name)
     assert all(key in text for key in overrides)
 
@@ -115,8 +115,8 @@ def test_flags_override_the_preset():
     args = build_parser().parse_args(["train", "--preset", presets.FAITHFUL, "--method", "finetune", "--seed", "4",
                                       "--games", "pong", "--set", "agent.buffer_size=500000"])
     cfg = resolve_train_config(args)
-    assert (cfg["method"], cfg["games"], cfg["seed"]) == ("finetune", ["pong"], 4)
-    assert cfg["agent"]["buffer_size"] == 500_000 and cfg["agent"]["optimizer"] == "rmsprop"
+    assert (cfg.method, cfg.games, cfg.seed) == ("finetune", ["pong"], 4)
+    assert cfg.agent.buffer_size == 500_000 and cfg.agent.optimizer == "rmsprop"
 
 
 def test_dry_run_prints_the_protocol_and_writes_nothing(tmp_path):

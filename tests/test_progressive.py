@@ -170,15 +170,62 @@ def test_only_current_column_and_its_adapters_train() -> None:
 
     net.set_task(2)
     assert _ids(net.trainable_parameters()) == _ids(net.columns[2].parameters()) | _ids(net.laterals[2].parameters())
-    net.set_task(0)  # a revisit trains its own column and nothing else
-    assert _ids(net.trainable_parameters()) == _ids(net.columns[0].parameters())
+    net.set_task(0)  # a revisit, later columns reading this one: its Q head alone
+    assert _ids(net.trainable_parameters()) == _ids(net.columns[0][-1].parameters())
+    net.set_task(1)  # ... and the head's adapter, which reads column 0 and feeds only this head
+    head = _ids(net.columns[1][-1].parameters()) | _ids(net.laterals[1][-1].parameters())
+    assert _ids(net.trainable_parameters()) == head
+    net.set_task(2)  # the newest column: no later column reads it, it trains whole
+    assert _ids(net.trainable_parameters()) == _ids(net.columns[2].parameters()) | _ids(net.laterals[2].parameters())
     assert net.num_tasks == 3
+
+
+@pytest.mark.parametrize("revisit, adapters", [("column", True), ("head", False)])
+def test_a_revisit_trains_the_whole_column_when_asked_or_when_nothing_reads_it(revisit: str, adapters: bool) -> None:
+    net = ProgressiveQNetwork(TINY_OBS, ACTIONS, width=TINY_WIDTH, adapters=adapters, revisit=revisit)
+    net.grow_to(3)
+    net.set_task(1)
+    assert _ids(net.trainable_parameters()) == _ids(net.columns[1].parameters()) | _ids(net.laterals[1].parameters())
+
+
+def train_block(net: ProgressiveQNetwork, task_id: int, generator: th.Generator, steps: int = 3) -> None:
+    """What the agent does in a block, in miniature: select the task, then Adam steps on random frames and targets
+    over the trainable parameters only."""
+    net.set_task(task_id)
+    optimizer = th.optim.Adam(net.trainable_parameters(), lr=1e-2)
+    for _ in range(steps):
+        x = th.rand(8, 4, 36, 36, generator=generator)
+        target = th.randn(8, ACTIONS.n, generator=generator)
+        optimizer.zero_grad()
+        F.mse_loss(net(x), target).backward()
+        optimizer.step()
+
+
+@pytest.mark.parametrize("revisit", ["head", "column"])
+def test_revisits_forget_nothing_with_head_and_drift_later_games_with_column(revisit: str) -> None:
+    """Two cycles over three games: after each block, every game but the trained one (and, with revisit=column,
+    the games after it in a second cycle, whose adapters read its column) has bit-identical Q-values."""
+    th.manual_seed(6)
+    generator = th.Generator().manual_seed(6)
+    net = ProgressiveQNetwork(TINY_OBS, ACTIONS, width=TINY_WIDTH, revisit=revisit)
+    x = th.rand(16, 4, 36, 36, generator=generator)
+    games = 3
+    for block in range(2 * games):
+        cycle, game = divmod(block, games)
+        with th.no_grad():
+            before = {k: net.q_values(x, k) for k in range(net.num_tasks)}
+        train_block(net, game, generator)
+        with th.no_grad():
+            changed = {k for k, q in before.items() if not th.equal(net.q_values(x, k), q)}
+        drifting = set(range(game + 1, games)) if revisit == "column" and cycle == 1 else set()
+        assert changed == ({game} | drifting) & before.keys(), f"block {block} (game {game})"
 
 
 def test_rebuilt_from_json_spec_loads_every_column() -> None:
     th.manual_seed(4)
-    spec = {"kind": "progressive", "width": TINY_WIDTH, "adapters": True, "alpha_init": 0.01}
+    spec = {"kind": "progressive", "width": TINY_WIDTH, "adapters": True, "alpha_init": 0.01, "revisit": "column"}
     net = build_q_network(TINY_OBS, ACTIONS, json.loads(json.dumps(spec)))
+    assert ProgressiveQNetwork(**net._get_constructor_parameters()).revisit == "column"  # what a policy save keeps
     net.set_task(2)
     rebuilt = build_q_network(TINY_OBS, ACTIONS, json.loads(json.dumps(spec)))
     rebuilt.grow_to(net.num_tasks)
@@ -190,27 +237,40 @@ def test_rebuilt_from_json_spec_loads_every_column() -> None:
     assert all(lateral.alpha.eq(0.01).all() for column in net.laterals for lateral in column)
 
 
-def test_target_update_copies_frozen_and_averages_trainable() -> None:
+@pytest.mark.parametrize(
+    "columns, averaged", [(2, ("columns.1.", "laterals.1.")), (3, ("columns.1.4.", "laterals.1.3."))]
+)
+def test_target_update_copies_frozen_and_averages_trainable(columns: int, averaged: tuple[str, ...]) -> None:
+    """Task 1 as the newest column (all of it averaged) and as a revisit (its Q head and the head's adapter)."""
     th.manual_seed(5)
     online = ProgressiveQNetwork(TINY_OBS, ACTIONS, width=TINY_WIDTH)
     target = ProgressiveQNetwork(TINY_OBS, ACTIONS, width=TINY_WIDTH)
+    online.grow_to(columns)
     online.set_task(1)
-    target.grow_to(2)
+    target.grow_to(columns)
     old_target = [p.detach().clone() for p in target.parameters()]
     online.update_target(target, tau=0.25)
-    assert target.num_tasks == 2 and target.task_id == 1
+    assert target.num_tasks == columns and target.task_id == 1
+    assert {n for n, p in online.named_parameters() if p.requires_grad} == {
+        n for n, _ in online.named_parameters() if n.startswith(averaged)
+    }
     for p, t, old in zip(online.parameters(), target.parameters(), old_target):
         expected = p if not p.requires_grad else 0.25 * p + 0.75 * old
         assert th.allclose(t, expected, atol=1e-7, rtol=0) if p.requires_grad else th.equal(t, expected)
 
 
 def test_method_spec_validation_and_scalars() -> None:
-    method = make_method("progressive", {"width": "paper", "adapters": False, "alpha_init": 1.0})
+    method = make_method("progressive", {"width": "paper", "adapters": False, "alpha_init": 1.0, "revisit": "column"})
     spec = method.q_network_spec({"task_modulation": False, "conv_channels": (32, 64, 64), "hidden": 512})
-    assert spec == {"kind": "progressive", "width": "paper", "adapters": False, "alpha_init": 1.0}
+    assert spec == {"kind": "progressive", "width": "paper", "adapters": False, "alpha_init": 1.0, "revisit": "column"}
     assert json.loads(json.dumps(spec)) == spec
+    assert make_method("progressive").q_network_spec({})["revisit"] == "head"
     with pytest.raises(ValueError, match="width"):
         make_method("progressive", {"width": "huge"})
+    with pytest.raises(ValueError, match="revisit"):
+        make_method("progressive", {"revisit": "all"})
+    with pytest.raises(ValueError, match="revisit"):
+        build_q_network(TINY_OBS, ACTIONS, {"kind": "progressive", "revisit": "all"})
     with pytest.raises(ValueError, match="alpha_init"):
         make_method("progressive", {"alpha_init": 0.0})
     with pytest.raises(ValueError, match="task_modulation"):

@@ -127,9 +127,18 @@ def test_crl_train_progressive_end_to_end(tmp_path: Path, fixed_batch: th.Tensor
     for later in blocks[1 : len(games)] + ([final] if cycles == 1 else []):  # first cycle: column 0 stays frozen
         assert_same_state(column_state(later, 0), column_state(blocks[0], 0))
         assert th.equal(later.q_net(fixed_batch, task_id=0), q0)
-    if cycles == 2:  # block 2 revisits game 0: column 0 trains again, column 1 (and its adapters) stays as it was
+    for earlier, later in zip(blocks, blocks[1:]):  # a block changes no other game's Q-values, in any cycle
+        trained = later.current_task.task_id
+        for k in set(range(earlier.q_net.num_tasks)) - {trained}:
+            assert th.equal(later.q_net(fixed_batch, task_id=k), earlier.q_net(fixed_batch, task_id=k)), (trained, k)
+    if cycles == 2:  # block 2 revisits game 0: only column 0's Q head trains; column 1 reads the layers below it
         revisit, before = blocks[2], blocks[1]
-        assert any(not th.equal(a, b) for a, b in zip(column_state(revisit, 0).values(), column_state(before, 0).values()))
+        head = f"columns.0.{len(revisit.q_net.columns[0]) - 1}."
+        trainable = {n for n, p in revisit.q_net.named_parameters() if p.requires_grad}
+        assert trainable == {n for n in column_state(revisit, 0) if n.startswith(head)}
+        old, new = column_state(before, 0), column_state(revisit, 0)
+        assert any(not th.equal(old[n], new[n]) for n in trainable)
+        assert all(th.equal(old[n], new[n]) for n in old.keys() - trainable)
         assert_same_state(column_state(revisit, 1), column_state(before, 1))
         assert_same_state(lateral_state(revisit, 1), lateral_state(before, 1))
 

@@ -197,7 +197,7 @@ def make_agent(method: str, params: dict | None = None, games=("pong", "breakout
     cfg = resolve({"games": list(games), "method": method, "n_envs": 2, "agent.learning_starts": 32,
                    "agent.buffer_size": 1_000, "agent.batch_size": 8, "agent.target_update_interval": 40,
                    **TINY_NET, **{f"{method}.{k}": v for k, v in (params or {}).items()}, **overrides})
-    return build_agent(cfg, make_atari_vec_env(cfg["games"][0], n_envs=2, seed=0, max_episode_steps=25), "cpu")
+    return build_agent(cfg, make_atari_vec_env(cfg.games[0], n_envs=2, seed=0, max_episode_steps=25), "cpu")
 
 
 class Recorder(Method):
@@ -273,7 +273,7 @@ def test_stored_transitions_train_with_their_own_task_id() -> None:
         as_task0, as_task1 = agent.td_loss(data, task_id=0), agent.td_loss(data, task_id=1)
     assert not th.isclose(as_task0, as_task1)
 
-    penalty = method.penalty(agent)
+    penalty = method.penalty(agent.hook_context())
     assert th.allclose(penalty, as_task0)
     penalty.backward()
     for modulation in agent.q_net.modulations:
@@ -284,7 +284,7 @@ def test_stored_transitions_train_with_their_own_task_id() -> None:
 def test_the_game_being_trained_is_not_replayed() -> None:
     agent = prepared_agent({}, modulation=False)
     agent.set_task(TaskInfo(0, "pong", block=2, cycle=1, first_visit=False, seed=0))  # revisit game 0
-    assert agent.method.penalty(agent) is None
+    assert agent.method.penalty(agent.hook_context()) is None
 
 
 def test_behavioural_cloning_term_uses_the_distillation_loss_on_stored_q_values() -> None:
@@ -299,7 +299,7 @@ def test_behavioural_cloning_term_uses_the_distillation_loss_on_stored_q_values(
     with th.no_grad():
         td = agent.td_loss(data, task_id=0)
         bc_now = distillation_loss(agent.q_net(data.observations, task_id=0), q_stored, 0.1)
-        penalty = method.penalty(agent)
+        penalty = method.penalty(agent.hook_context())
     assert bc_now < 1e-6  # the network still is the teacher
     assert th.allclose(penalty, 0.5 * td)
     with th.no_grad():
@@ -310,7 +310,7 @@ def test_behavioural_cloning_term_uses_the_distillation_loss_on_stored_q_values(
     with th.no_grad():
         expected = 0.5 * agent.td_loss(data, task_id=0) + 2.0 * distillation_loss(
             agent.q_net(data.observations, task_id=0), q_stored, 0.1)
-        penalty = method.penalty(agent)
+        penalty = method.penalty(agent.hook_context())
     assert expected > 0.5 * agent.td_loss(data, task_id=0)
     assert th.allclose(penalty, expected)
 
@@ -332,7 +332,7 @@ def test_state_travels_through_save_and_load(tmp_path: Path) -> None:
     for name, field in method.block.fields.items():
         assert th.equal(field[: len(method.block)], other.block.fields[name]), name
     with th.no_grad():
-        assert th.equal(method.penalty(agent), other.penalty(loaded))
+        assert th.equal(method.penalty(agent.hook_context()), other.penalty(loaded.hook_context()))
     assert other.scalars() == method.scalars()
 
 
@@ -346,7 +346,7 @@ def test_parameters_are_checked() -> None:
 def test_out_of_range_parameter_is_one_line_and_status_2() -> None:
     proc = run_crl("train", "--method", "replay", "--set", "replay.per_task=0", "--dry-run", check=False)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == ["crl: error: replay: per_task must be >= 1, got 0"]
+    assert proc.stderr.strip().splitlines() == ["crl: error: replay.per_task must be >= 1, got 0"]
 
 
 # --- end to end ---------------------------------------------------------------------------------------------

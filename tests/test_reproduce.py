@@ -27,7 +27,7 @@ def option(argv: tuple[str, ...], flag: str) -> str:
     return argv[argv.index(flag) + 1]
 
 
-def train_config(run) -> dict:
+def train_config(run):
     """The config ``crl train`` resolves from a planned command (argv after ``python -m crl``)."""
     assert run.argv[1:4] == ("-m", "crl", "train")
     return resolve_train_config(build_parser().parse_args(list(run.argv[3:])))
@@ -45,12 +45,12 @@ def test_plan_for_a_scale(tmp_path):
     assert (option(ewc.argv, "--method"), option(ewc.argv, "--cycles"), option(ewc.argv, "--games")) == ("ewc", "3", "pong,breakout")
     assert option(ewc.argv, "--run-dir") == str(tmp_path / "runs" / "ewc-s0") and option(ewc.argv, "--seed") == "0"
     cfg = train_config(ewc)
-    assert (cfg["steps_per_game"], cfg["agent"]["learning_starts"], cfg["agent"]["exploration_steps"]) == (50_000, 500, 10_000)
-    assert (cfg["cycles"], cfg["device"], cfg["eval"]["episodes"], cfg["ewc"]["min_task_steps"]) == (3, "cpu", 1, 50_000)
+    assert (cfg.steps_per_game, cfg.agent.learning_starts, cfg.agent.exploration_steps) == (50_000, 500, 10_000)
+    assert (cfg.cycles, cfg.device, cfg.eval.episodes, cfg.ewc.min_task_steps) == (3, "cpu", 1, 50_000)
 
     single = plan.runs[6]
     cfg = train_config(single)
-    assert (cfg["games"], cfg["method"], cfg["cycles"], cfg["steps_per_game"], cfg["seed"]) == (["pong"], "finetune", 1, 150_000, 1)
+    assert (cfg.games, cfg.method, cfg.cycles, cfg.steps_per_game, cfg.seed) == (["pong"], "finetune", 1, 150_000, 1)
 
     report = plan.report_argv
     assert report[:4] == ("python", "-m", "crl", "report")

@@ -47,11 +47,11 @@ def test_axes_cross_and_method_axes_multiply_only_their_method():
     assert names == ["finetune-s0", "finetune-s1", "ewc-lambda_100-s0", "ewc-lambda_400-s0",
                      "ewc-lambda_100-s1", "ewc-lambda_400-s1"]
     by_name = {r.name: r for r in sweep.runs}
-    assert by_name["ewc-lambda_400-s1"].config["ewc"]["lambda_"] == 400.0
-    assert by_name["ewc-lambda_400-s1"].config["seed"] == 1
-    assert by_name["finetune-s1"].config["method"] == "finetune"
+    assert by_name["ewc-lambda_400-s1"].config.ewc.lambda_ == 400.0
+    assert by_name["ewc-lambda_400-s1"].config.seed == 1
+    assert by_name["finetune-s1"].config.method == "finetune"
     assert by_name["ewc-lambda_100-s0"].overrides == {"method": "ewc", "seed": 0, "ewc.lambda_": 100}
-    assert all(r.kind == "run" and r.config["games"] == GAMES for r in sweep.runs)
+    assert all(r.kind == "run" and r.config.games == GAMES for r in sweep.runs)
 
 
 def test_references_one_per_game_and_seed_single_game_finetune_one_cycle():
@@ -61,9 +61,9 @@ def test_references_one_per_game_and_seed_single_game_finetune_one_cycle():
     assert [r.name for r in refs] == ["ref-minatar_breakout-s3", "ref-minatar_space_invaders-s3",
                                       "ref-minatar_breakout-s4", "ref-minatar_space_invaders-s4"]
     for ref in refs:
-        assert ref.config["method"] == "finetune" and ref.config["cycles"] == 1
-        assert ref.config["steps_per_game"] == 500 and len(ref.config["games"]) == 1
-    assert {(r.config["games"][0], r.config["seed"]) for r in refs} == {(g, s) for g in GAMES for s in (3, 4)}
+        assert ref.config.method == "finetune" and ref.config.cycles == 1
+        assert ref.config.steps_per_game == 500 and len(ref.config.games) == 1
+    assert {(r.config.games[0], r.config.seed) for r in refs} == {(g, s) for g in GAMES for s in (3, 4)}
     assert len(sweep.runs) == 4 + 4
 
 
@@ -72,7 +72,7 @@ def test_nested_and_dotted_keys_are_the_same_sweep_and_a_setting_change_is_not()
     dotted = expand({"axes": {"seed": [0, 1]}, "base": {"agent.gamma": 0.9, "games": GAMES},
                      "resources": {"cpus": 2}})
     other = expand({"base": {"games": GAMES, "agent.gamma": 0.95}, "axes": {"seed": [0, 1]}})
-    assert nested.runs[0].config["agent"]["gamma"] == 0.9
+    assert nested.runs[0].config.agent.gamma == 0.9
     assert nested.fingerprint == dotted.fingerprint != other.fingerprint
     assert dotted.cpus == 2.0 and dotted.gpus is None
 
@@ -90,10 +90,10 @@ def test_a_preset_draws_each_seeds_games():
     sweep = expand({"preset": "ewc-atari-2017-scaled-20", "axes": {"seed": [0, 1]}, "references": True})
     runs = [r for r in sweep.runs if r.kind == "run"]
     assert [r.name for r in runs] == ["ewc-s0", "ewc-s1"]  # the preset's method
-    assert runs[0].config["games"] != runs[1].config["games"]
+    assert runs[0].config.games != runs[1].config.games
     refs = [r for r in sweep.runs if r.kind == "reference"]
-    assert len(refs) == sum(len(r.config["games"]) for r in runs)
-    assert all(r.config["steps_per_game"] == runs[0].config["steps_per_game"] for r in refs)
+    assert len(refs) == sum(len(r.config.games) for r in runs)
+    assert all(r.config.steps_per_game == runs[0].config.steps_per_game for r in refs)
 
 
 @pytest.mark.parametrize("data, says", [
@@ -107,7 +107,7 @@ def test_a_preset_draws_each_seeds_games():
     ({"axes": {"method": ["finetune", "ewc"], "ewc.lambda_": [1, 2]}}, "axes.ewc.lambda_ only applies to ewc"),
     ({"method_axes": {"ewc": {"ewc.lambda_": [1]}}}, "method_axes.ewc: ewc is not among the sweep's methods"),
     ({"axes": {"method": ["ewc"]}, "method_axes": {"ewc": {"ewc.lambda_": []}}}, "method_axes.ewc.ewc.lambda_ is empty"),
-    ({"axes": {"method": ["ewc"]}, "method_axes": {"ewc": {"ewc.lambda_": [-1]}}}, "run ewc-s0: ewc: lambda_"),
+    ({"axes": {"method": ["ewc"]}, "method_axes": {"ewc": {"ewc.lambda_": [-1]}}}, "run ewc-s0: ewc.lambda_ must be >= 0"),
     ({"base": {"run_dir": "x"}}, "base.run_dir: the sweep sets run_dir"),
     ({"base": {"games": ["pong", "pongg"]}}, "unknown game 'pongg'"),
     ({"preset": "ewc-atari-2099"}, "preset: unknown preset 'ewc-atari-2099'"),

@@ -90,15 +90,16 @@ def test_ewc_anchors_are_keyed_by_task_id_never_by_game() -> None:
     agent.task_steps = [0] * 4
     ewc = EWC({"fisher_batches": 2, "fisher_batch_size": 8})
     for task in (TaskInfo(0, "pong"), TaskInfo(2, "breakout", block=1), TaskInfo(2, "freeway", block=2)):
-        ewc.before_task(agent, task)  # freeway taken for breakout: the agent cannot tell them apart
+        ewc.before_task(agent.ctx(task), task)  # freeway taken for breakout: the agent cannot tell them apart
         agent.task_steps[task.task_id] += 100
-        ewc.after_task(agent, task)
+        ewc.after_task(agent.ctx(task), task)
         with th.no_grad():
             for p in agent.q_net.parameters():
                 p.add_(0.1)
     assert sorted(ewc.anchors) == [0, 2]
     assert not any(isinstance(key, str) for key in ewc.anchors) and set(ewc.fisher_stats) == {0, 2}
-    ewc.before_task(agent, TaskInfo(2, "freeway", block=3))  # task 2's own anchor rests while it trains
+    revisit = TaskInfo(2, "freeway", block=3)
+    ewc.before_task(agent.ctx(revisit), revisit)  # task 2's own anchor rests while it trains
     assert len(ewc.penalized()) == 1 and ewc.penalized()[0] is ewc.anchors[0]
 
 

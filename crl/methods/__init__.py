@@ -1,25 +1,24 @@
-"""Continual-learning methods, selected by name (``--method``)."""
+"""Continual-learning methods, selected by name (``--method``).
+
+Every module of this package is imported here, and every ``Method`` subclass that sets ``name`` registers itself in
+:data:`METHODS` (``agents.method``): a new method is one new file in this directory and nothing else.
+"""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import Any
 
-from crl.methods.base import FineTune, Method, MethodParams, TaskInfo
+from agents.method import METHODS, FineTune, HookContext, Method, MethodParams, TaskInfo, method_class, register
 
-METHODS: dict[str, type[Method]] = {"finetune": FineTune}
-
-
-def register(cls: type[Method]) -> type[Method]:
-    """Class decorator adding a method to :data:`METHODS` under ``cls.name``."""
-    METHODS[cls.name] = cls
-    return cls
+# Imported first, in this order: the order methods register in is the order of their sections in config.yaml.
+FIRST = ("progressive", "ewc", "hypernet", "distill", "replay")
 
 
 def make_method(name: str, params: dict[str, Any] | None = None) -> Method:
     """Instantiate the method called ``name`` with its parameter section (a dict)."""
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; known methods: {', '.join(sorted(METHODS))}")
-    return METHODS[name](params)
+    return method_class(name)(params)
 
 
 def section_name(method_name: str) -> str:
@@ -27,11 +26,14 @@ def section_name(method_name: str) -> str:
     return method_name.replace("-", "_")
 
 
-# Methods register themselves with @register on import; one import line per method module below.
+def _import_all() -> None:
+    """Import every module of the package: the ones in :data:`FIRST` in that order, then the rest by name."""
+    names = sorted(m.name for m in pkgutil.iter_modules(__path__))
+    for module in [*(m for m in FIRST if m in names), *(m for m in names if m not in FIRST)]:
+        importlib.import_module(f"{__name__}.{module}")
 
-__all__ = ["METHODS", "FineTune", "Method", "MethodParams", "TaskInfo", "make_method", "register", "section_name"]
-from crl.methods import progressive  # noqa: E402,F401
-from crl.methods import ewc  # noqa: E402,F401
-from crl.methods import hypernet  # noqa: E402,F401
-from crl.methods import distill  # noqa: E402,F401
-from crl.methods import replay  # noqa: E402,F401
+
+_import_all()
+
+__all__ = ["METHODS", "FineTune", "HookContext", "Method", "MethodParams", "TaskInfo", "make_method", "register",
+           "section_name"]

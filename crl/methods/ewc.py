@@ -21,17 +21,13 @@ only while their game is active and are outside the penalty.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Callable, Iterator
 
-import numpy as np
 import torch as th
+from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
 from crl.fisher import FISHER_TYPES, diagonal_fisher
-from crl.methods import register
-from crl.methods.base import Method, MethodParams, TaskInfo
-
-if TYPE_CHECKING:
-    from agents.dqn import ContinualDQN
+from crl.methods.base import HookContext, Method, MethodParams, TaskInfo, override, param, seed_of
 
 ONLINE = "online"  # key of online EWC's single anchor (task ids are ints)
 AnchorKey = int | str  # a task id, or ONLINE
@@ -42,23 +38,14 @@ def flatten(tensors: Iterator[th.Tensor] | list[th.Tensor]) -> th.Tensor:
     return th.cat([t.reshape(-1) for t in tensors])
 
 
-def fisher_seed(seed: int, block: int) -> int:
-    """The seed of the Fisher measured after ``block`` of a run seeded ``seed`` (a 63-bit mix of the two)."""
-    return int(np.random.SeedSequence([seed, block]).generate_state(1, np.uint64)[0] >> np.uint64(1))
-
-
 def replay_minibatches(
-    buffer: Any, batches: int, batch_size: int, generator: th.Generator
+    sample: Callable[[int, th.Generator], ReplayBufferSamples], batches: int, batch_size: int, generator: th.Generator
 ) -> Iterator[tuple[th.Tensor, th.Tensor]]:
-    """``batches`` minibatches ``(observations, actions)`` of ``buffer``, uniform over stored transitions (slot and
-    env, as ``buffer.sample``) with indices drawn by ``generator`` (a CPU generator) through ``buffer.samples_at``."""
-    stored = (buffer.buffer_size if buffer.full else buffer.pos) * buffer.n_envs
-    if stored == 0:
-        raise ValueError("the replay buffer is empty: no samples for the Fisher")
+    """``batches`` minibatches ``(observations, actions)`` drawn by ``sample`` (``HookContext.sample``: uniform over the
+    task's replay) with ``generator``, one at a time as the Fisher consumes them."""
     for _ in range(batches):
-        flat = th.randint(0, stored, (batch_size,), generator=generator)
-        sample = buffer.samples_at(flat // buffer.n_envs, flat % buffer.n_envs)
-        yield sample.observations, sample.actions
+        minibatch = sample(batch_size, generator)
+        yield minibatch.observations, minibatch.actions
 
 
 @dataclass
@@ -109,14 +96,8 @@ class AnchoredPenalty(Method):
 
     @dataclass
     class Params(MethodParams):
-        lambda_: float = 1.0
-        min_task_steps: int = 0  # a game is anchored only after this many env steps on it (EWC paper: 5M)
-
-        def validate(self) -> None:
-            if self.lambda_ < 0:
-                raise ValueError(f"lambda_ must be >= 0, got {self.lambda_}")
-            if self.min_task_steps < 0:
-                raise ValueError(f"min_task_steps must be >= 0, got {self.min_task_steps}")
+        lambda_: float = param(1.0, "strength of the penalty (its factor lambda / 2)", low=0)
+        min_task_steps: int = param(0, "env steps on a game before it is anchored (EWC paper: 5M)", low=0)
 
     def __init__(self, params: MethodParams | dict[str, Any] | None = None) -> None:
         super().__init__(params)
@@ -126,7 +107,7 @@ class AnchoredPenalty(Method):
         self._folded: FoldedQuadratic | None = None
 
     # --- what subclasses choose ----------------------------------------------------------------------
-    def importance(self, agent: "ContinualDQN", task: TaskInfo, names: list[str]) -> th.Tensor:
+    def importance(self, ctx: HookContext, task: TaskInfo, names: list[str]) -> th.Tensor:
         """Per-parameter importance of ``task``, flat in the order of ``names`` (or a scalar for all)."""
         raise NotImplementedError  # abstract: EWC measures a Fisher, L2 returns 1
 
@@ -139,31 +120,31 @@ class AnchoredPenalty(Method):
         return [a for key, a in self.anchors.items() if key != self.active_task]
 
     # --- hooks ---------------------------------------------------------------------------------------
-    def before_task(self, agent: "ContinualDQN", task: TaskInfo) -> None:
+    def before_task(self, ctx: HookContext, task: TaskInfo) -> None:
         self.active_task = task.task_id
         self._folded = None
 
-    def after_task(self, agent: "ContinualDQN", task: TaskInfo) -> None:
-        steps = agent.task_steps[task.task_id]
+    def after_task(self, ctx: HookContext, task: TaskInfo) -> None:
+        steps = ctx.task_steps
         if steps == 0 or steps < self.params.min_task_steps:
             return
-        named = list(agent.q_net.shared_named_parameters())
+        named = list(ctx.q_net.shared_named_parameters())
         names = [n for n, _ in named]
         if self.param_names and names != self.param_names:
             raise ValueError("the Q-network's shared parameters changed since the first anchor was stored")
         self.param_names = names
-        importance = self.importance(agent, task, names).detach()
+        importance = self.importance(ctx, task, names).detach()
         params = flatten(p for _, p in named).detach().clone()
         self.store(task, Anchor(importance, params))
         self._folded = None
 
-    def penalty(self, agent: "ContinualDQN") -> th.Tensor | None:
+    def penalty(self, ctx: HookContext) -> th.Tensor | None:
         if self._folded is None:
             terms = self.penalized()
             if not terms:
                 return None
             self._folded = FoldedQuadratic.fold(terms)
-        theta = flatten(p for _, p in agent.q_net.shared_named_parameters())
+        theta = flatten(p for _, p in ctx.q_net.shared_named_parameters())
         return 0.5 * self.params.lambda_ * self._folded(theta)
 
     # --- persistence ---------------------------------------------------------------------------------
@@ -189,7 +170,6 @@ class AnchoredPenalty(Method):
         return self
 
 
-@register
 class L2(AnchoredPenalty):
     """L2 anchors: ``lambda/2 * sum_t ||theta - theta*_t||^2``, EWC with ``F = 1``."""
 
@@ -197,13 +177,12 @@ class L2(AnchoredPenalty):
 
     @dataclass
     class Params(AnchoredPenalty.Params):
-        lambda_: float = 0.01
+        lambda_: float = override(AnchoredPenalty.Params, "lambda_", 0.01)
 
-    def importance(self, agent: "ContinualDQN", task: TaskInfo, names: list[str]) -> th.Tensor:
-        return th.ones((), device=agent.device)
+    def importance(self, ctx: HookContext, task: TaskInfo, names: list[str]) -> th.Tensor:
+        return th.ones((), device=ctx.device)
 
 
-@register
 class EWC(AnchoredPenalty):
     """Elastic weight consolidation (Kirkpatrick et al. 2017), one Fisher and anchor per task.
 
@@ -216,36 +195,27 @@ class EWC(AnchoredPenalty):
 
     @dataclass
     class Params(AnchoredPenalty.Params):
-        lambda_: float = 400.0
-        fisher_batches: int = 100
-        fisher_batch_size: int = 32
-        fisher_type: str = "true"  # "true": actions drawn from the softmax policy; "empirical": replayed actions
-        temperature: float = 1.0  # of the softmax over Q-values whose Fisher is measured
-        normalize: bool = False  # divide each game's Fisher by its maximum
-
-        def validate(self) -> None:
-            super().validate()
-            if self.fisher_batches < 1:
-                raise ValueError(f"fisher_batches must be >= 1, got {self.fisher_batches}")
-            if self.fisher_batch_size < 1:
-                raise ValueError(f"fisher_batch_size must be >= 1, got {self.fisher_batch_size}")
-            if self.fisher_type not in FISHER_TYPES:
-                raise ValueError(f"fisher_type must be one of {FISHER_TYPES}, got {self.fisher_type!r}")
-            if self.temperature <= 0:
-                raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        lambda_: float = override(AnchoredPenalty.Params, "lambda_", 400.0)
+        fisher_batches: int = param(100, "replay minibatches the Fisher is measured on", low=1)
+        fisher_batch_size: int = param(32, "transitions per Fisher minibatch", low=1)
+        fisher_type: str = param("true", "true: actions drawn from the softmax policy; empirical: replayed actions",
+                                 choices=FISHER_TYPES)
+        temperature: float = param(1.0, "of the softmax over Q-values whose Fisher is measured", low=0, low_open=True)
+        normalize: bool = param(False, "divide each game's Fisher by its maximum")
 
     def __init__(self, params: MethodParams | dict[str, Any] | None = None) -> None:
         super().__init__(params)
         self.fisher_stats: dict[AnchorKey, tuple[float, float]] = {}
 
-    def importance(self, agent: "ContinualDQN", task: TaskInfo, names: list[str]) -> th.Tensor:
-        """The task's diagonal Fisher, from minibatches of its replay buffer (the agent's current one)."""
+    def importance(self, ctx: HookContext, task: TaskInfo, names: list[str]) -> th.Tensor:
+        """The task's diagonal Fisher, from minibatches of its replay buffer (the agent's current one), drawn with
+        generators of the Fisher's own seeded by (run seed, block)."""
         p = self.params
-        seed = fisher_seed(task.seed, task.block)
-        batches = replay_minibatches(agent.replay_buffer, p.fisher_batches, p.fisher_batch_size,
-                                     th.Generator().manual_seed(seed))
-        actions = th.Generator(device=agent.device).manual_seed(seed)
-        fisher = diagonal_fisher(agent.q_net, names, batches, p.temperature,
+        seed = seed_of(task.seed, task.block)
+        indices = th.Generator().manual_seed(seed)
+        batches = replay_minibatches(ctx.sample, p.fisher_batches, p.fisher_batch_size, indices)
+        actions = th.Generator(device=ctx.device).manual_seed(seed)
+        fisher = diagonal_fisher(ctx.q_net, names, batches, p.temperature,
                                  p.fisher_type, actions)  # type: ignore[arg-type]
         flat = flatten(fisher[n] for n in names)
         self.record(task.task_id, flat)
@@ -273,7 +243,6 @@ class EWC(AnchoredPenalty):
         self.fisher_stats = {k: (float(v[0]), float(v[1])) for k, v in state["fisher_stats"].items()}
 
 
-@register
 class OnlineEWC(EWC):
     """Online EWC (Schwarz et al. 2018): ``F* <- gamma F* + F_new``, anchor = parameters after the latest block.
 
@@ -288,14 +257,9 @@ class OnlineEWC(EWC):
 
     @dataclass
     class Params(EWC.Params):
-        lambda_: float = 25.0
-        normalize: bool = True
-        gamma: float = 0.95
-
-        def validate(self) -> None:
-            super().validate()
-            if not 0 < self.gamma <= 1:
-                raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
+        lambda_: float = override(EWC.Params, "lambda_", 25.0)
+        normalize: bool = override(EWC.Params, "normalize", True)
+        gamma: float = param(0.95, "decay of the running Fisher per finished block", low=0, high=1, low_open=True)
 
     def store(self, task: TaskInfo, anchor: Anchor) -> None:
         previous = self.anchors.get(ONLINE)

@@ -4,16 +4,25 @@
   (Vitter 1985, "Random sampling with a reservoir", Algorithm R), fed one vector-env step at a time.
 * :func:`sample_by_task`: a minibatch drawn uniformly over the items of several tasks' memories, grouped by task, so
   each group can be evaluated with its own task id.
+* :class:`Rehearsal`: the base of both methods: one reservoir per block, kept per task at the block's end (with the
+  network's Q-values on it when the method needs a teacher), minibatches of every other task's, saved and restored;
+  :class:`MemoryParams` are the parameters both have.
 
 All randomness comes from a ``numpy.random.Generator`` the caller owns (and saves), never from the global RNGs.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 import torch as th
+
+from agents.networks import TaskQNetwork
+from crl.methods.base import HookContext, Method, MethodParams, TaskInfo, param
+
+TEACHER_CHUNK = 256  # observations per forward pass when the teacher's Q-values are computed
 
 
 def to_device(value: np.ndarray | th.Tensor, device: th.device) -> th.Tensor:
@@ -147,3 +156,101 @@ def sample_by_task(rng: np.random.Generator, sizes: Mapping[int, int], batch_siz
         if len(chosen):
             out.append((task, chosen - (ends[i] - counts[i])))
     return out
+
+
+@th.no_grad()
+def teacher_q_values(q_net: TaskQNetwork, observations: th.Tensor, task_id: int, device: th.device) -> th.Tensor:
+    """``q_net``'s Q-values on ``observations`` as task ``task_id`` (float32, on the observations' device), computed on
+    ``device`` in chunks."""
+    chunks = [q_net(observations[i : i + TEACHER_CHUNK].to(device), task_id=task_id).float()
+              for i in range(0, len(observations), TEACHER_CHUNK)]
+    return th.cat(chunks).to(observations.device)
+
+
+@dataclass
+class MemoryParams(MethodParams):
+    """What every rehearsal method stores and how much of it each gradient step uses."""
+
+    per_task: int = param(5_000, "items stored per game (a uniform sample of its latest block)", low=1)
+    batch_size: int = param(32, "stored items per gradient step (a minibatch of its own, see docs/replay.md)", low=1)
+    weight: float = param(1.0, "weight of the term on the stored items", low=0)
+
+
+class Rehearsal(Method):
+    """Base of the methods that rehearse stored samples of earlier tasks (``replay``, ``distill``).
+
+    While a task trains, ``block`` (a :class:`Reservoir`) keeps a uniform sample of its block; at the block's end it
+    becomes the task's memory (a revisited task's sample is replaced), with the network's Q-values on it (``"q"``)
+    when :attr:`stores_teacher` says so. :meth:`draw` gives a minibatch of every stored task but the one training (its
+    own data protects it). Subclasses write ``block`` in ``on_transition`` and turn draws into a penalty.
+    """
+
+    params: MemoryParams
+    rng_stream: ClassVar[int]  # separates the subclass's random stream from others seeded by (seed, block)
+
+    def __init__(self, params: MethodParams | dict[str, Any] | None = None) -> None:
+        super().__init__(params)
+        self.memories: dict[int, Reservoir] = {}
+        self.block: Reservoir | None = None  # the sample of the block being trained
+        self.active_task: int | None = None
+        self.rng: np.random.Generator | None = None
+        self.device = th.device("cpu")
+
+    @property
+    def stores_teacher(self) -> bool:
+        """Whether a finished block's memory keeps the network's Q-values on its observations."""
+        return True
+
+    def before_task(self, ctx: HookContext, task: TaskInfo) -> None:
+        self.active_task = task.task_id
+        self.rng = np.random.default_rng([task.seed, task.block, self.rng_stream])
+        self.block = Reservoir(self.params.per_task, self.device)
+
+    def after_task(self, ctx: HookContext, task: TaskInfo) -> None:
+        if self.block is None or len(self.block) == 0:
+            return
+        memory = self.block.trimmed()
+        if self.stores_teacher:
+            memory.set_field("q", teacher_q_values(ctx.q_net, memory.fields["obs"], task.task_id, ctx.device))
+        self.memories[task.task_id] = memory
+        self.block = None
+
+    def draw(self) -> list[tuple[int, np.ndarray]]:
+        """A minibatch of ``batch_size`` stored items of every task but the active one, as ``(task_id, slots)``
+        groups (:func:`sample_by_task`); empty when nothing else is stored."""
+        sizes = {t: len(m) for t, m in self.memories.items() if t != self.active_task}
+        return sample_by_task(self.rng, sizes, self.params.batch_size) if sizes else []
+
+    def memory_scalars(self, prefix: str, items: str) -> dict[str, float]:
+        """``<prefix>/memory_bytes``, ``<prefix>/stored_<items>s`` and ``<prefix>/bytes_per_<items>``."""
+        out = {
+            f"{prefix}/memory_bytes": float(sum(m.nbytes for m in self.memories.values())),
+            f"{prefix}/stored_{items}s": float(sum(len(m) for m in self.memories.values())),
+        }
+        if self.memories:
+            out[f"{prefix}/bytes_per_{items}"] = float(next(iter(self.memories.values())).bytes_per_item)
+        return out
+
+    # --- persistence ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "memories": {t: m.state_dict() for t, m in self.memories.items()},
+            "block": None if self.block is None else self.block.state_dict(),
+            "active_task": self.active_task,
+            "rng": None if self.rng is None else self.rng.bit_generator.state,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.memories = {int(t): Reservoir.from_state_dict(m, self.device) for t, m in state["memories"].items()}
+        self.block = None if state["block"] is None else Reservoir.from_state_dict(state["block"], self.device)
+        self.active_task = state["active_task"]
+        self.rng = None
+        if state["rng"] is not None:
+            self.rng = np.random.default_rng()
+            self.rng.bit_generator.state = state["rng"]
+
+    def to(self, device: th.device) -> "Rehearsal":
+        self.device = th.device(device)
+        for memory in [*self.memories.values(), *([self.block] if self.block is not None else [])]:
+            memory.to(self.device)
+        return self

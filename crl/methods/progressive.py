@@ -1,25 +1,21 @@
 """Progressive neural networks (Rusu et al. 2016) as a continual-learning method.
 
 All the work is structural and lives in ``agents.progressive.ProgressiveQNetwork``: a new game gets a new
-column, earlier columns are frozen, and the agent rebuilds its optimizer over the new trainable set. Nothing is
-added to the loss. The method chooses that network and reports its size, which grows quadratically with the
-number of columns because each new column's adapters read from all earlier ones.
+column, earlier columns are frozen (a revisit trains only its column's Q head by default), and the agent rebuilds
+its optimizer over the new trainable set. Nothing is added to the loss. The method chooses that network and
+reports its size, which grows quadratically with the number of columns because each new column's adapters read
+from all earlier ones.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from agents.progressive import WIDTHS
-from crl.methods import register
-from crl.methods.base import Method, MethodParams, TaskInfo
-
-if TYPE_CHECKING:
-    from agents.dqn import ContinualDQN
+from agents.progressive import REVISITS, WIDTHS
+from crl.methods.base import HookContext, Method, MethodParams, TaskInfo, param
 
 
-@register
 class Progressive(Method):
     """One Q-network column per game, earlier columns frozen, lateral adapters from all earlier columns."""
 
@@ -27,22 +23,15 @@ class Progressive(Method):
 
     @dataclass
     class Params(MethodParams):
-        """``width``: "dqn" (the game family's DQN widths: 32-64-64 maps and 512 units on Atari, 16 maps and 128
-        units on MinAtar) or "paper" (12 maps per conv layer, 256 units: the paper's Atari columns);
-        ``adapters``: lateral connections on (False: independent columns); ``alpha_init``: start value of the
-        adapters' learned scalars (the paper chose among 1, 0.1 and 0.01)."""
-
-        width: str = "dqn"
-        adapters: bool = True
-        alpha_init: float = 0.1
-
-        def validate(self) -> None:
-            if self.width not in WIDTHS:
-                raise ValueError(f"width must be one of {', '.join(WIDTHS)}, got {self.width!r}")
-            if not isinstance(self.adapters, bool):
-                raise ValueError(f"adapters must be true or false, got {self.adapters!r}")
-            if not self.alpha_init > 0:
-                raise ValueError(f"alpha_init must be > 0, got {self.alpha_init!r}")
+        width: str = param("dqn", "column widths: dqn (the game family's DQN widths: 32-64-64 maps and 512 units on "
+                           "Atari, 16 maps and 128 units on MinAtar) or paper (12 maps per conv, 256 units: the "
+                           "paper's Atari columns)", choices=WIDTHS)
+        adapters: bool = param(True, "lateral connections from earlier columns (false: independent columns)")
+        alpha_init: float = param(0.1, "start value of the adapters' learned scalars (the paper chose among 1, 0.1 "
+                                  "and 0.01)", low=0, low_open=True)
+        revisit: str = param("head", "what a revisited game trains once later columns read its column: head (only its "
+                             "Q head and the head's adapter: no game is forgotten) or column (the whole column and its "
+                             "adapters: later games' Q-values drift)", choices=REVISITS)
 
     def __init__(self, params: MethodParams | dict[str, Any] | None = None) -> None:
         super().__init__(params)
@@ -53,10 +42,11 @@ class Progressive(Method):
         if network.get("task_modulation"):
             raise ValueError("progressive columns are per-task already; network.task_modulation must be false")
         p = self.params
-        return {"kind": "progressive", "width": p.width, "adapters": p.adapters, "alpha_init": p.alpha_init}
+        return {"kind": "progressive", "width": p.width, "adapters": p.adapters, "alpha_init": p.alpha_init,
+                "revisit": p.revisit}
 
-    def before_task(self, agent: "ContinualDQN", task: TaskInfo) -> None:
-        self.column_params = agent.q_net.column_parameter_counts()
+    def before_task(self, ctx: HookContext, task: TaskInfo) -> None:
+        self.column_params = ctx.q_net.column_parameter_counts()
 
     def scalars(self) -> dict[str, float]:
         if not self.column_params:

@@ -20,19 +20,15 @@ set (see :meth:`Replay.on_transition`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch as th
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
-from crl.methods import register
-from crl.methods.base import Method, MethodParams, TaskInfo
-from crl.methods.distill import LOSSES, distillation_loss, teacher_q_values
-from crl.methods.memory import Reservoir, sample_by_task
-
-if TYPE_CHECKING:
-    from agents.dqn import ContinualDQN
+from crl.methods.base import HookContext, MethodParams, TaskInfo, param
+from crl.methods.distill import LOSSES, distillation_loss
+from crl.methods.memory import MemoryParams, Rehearsal
 
 RNG_STREAM = 0x7265706C  # separates this method's random stream from others seeded by (seed, block)
 
@@ -43,60 +39,39 @@ def shifted(obs: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
     return (next_obs[:, :-1] == obs[:, 1:]).reshape(n, -1).all(axis=1)
 
 
-@register
-class Replay(Method):
+class Replay(Rehearsal):
     """Rehearse a reservoir sample of every earlier game's transitions, each with its own task id.
 
     A revisited game's sample is replaced by the new block's at the block's end; while a game trains its own stored
-    sample is left out (its own replay buffer covers it).
+    sample is left out (its own replay buffer covers it). Each memory holds "obs", "next" (1 new frame or the whole
+    next obs), "action", "reward", "done", and with ``bc_weight > 0`` the teacher's Q-values "q".
     """
 
     name = "replay"
+    rng_stream = RNG_STREAM
 
     @dataclass
-    class Params(MethodParams):
-        per_task: int = 5_000  # transitions stored per game (a uniform sample of its latest block)
-        batch_size: int = 32  # stored transitions per gradient step (a minibatch of its own, see docs/replay.md)
-        weight: float = 1.0  # of the stored transitions' TD loss
-        bc_weight: float = 0.0  # CLEAR's behavioural cloning on the stored transitions (0: off)
-        bc_temperature: float = 0.01  # of both softmaxes in the cloning KL
-        bc_loss: str = "kl"  # kl | mse
-
-        def validate(self) -> None:
-            if self.per_task < 1:
-                raise ValueError(f"per_task must be >= 1, got {self.per_task}")
-            if self.batch_size < 1:
-                raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-            if self.weight < 0:
-                raise ValueError(f"weight must be >= 0, got {self.weight}")
-            if self.bc_weight < 0:
-                raise ValueError(f"bc_weight must be >= 0, got {self.bc_weight}")
-            if self.bc_temperature <= 0:
-                raise ValueError(f"bc_temperature must be > 0, got {self.bc_temperature}")
-            if self.bc_loss not in LOSSES:
-                raise ValueError(f"bc_loss must be one of {', '.join(LOSSES)}, got {self.bc_loss!r}")
+    class Params(MemoryParams):
+        bc_weight: float = param(0.0, "CLEAR's behavioural cloning on the stored transitions (0: off)", low=0)
+        bc_temperature: float = param(0.01, "of both softmaxes in the cloning KL", low=0, low_open=True)
+        bc_loss: str = param("kl", "the cloning term: kl or mse (see distill.loss)", choices=LOSSES)
 
     def __init__(self, params: MethodParams | dict[str, Any] | None = None) -> None:
         super().__init__(params)
-        # task id -> stored transitions: "obs", "next" (1 new frame or the whole next obs), "action", "reward",
-        # "done", and with bc_weight > 0 the teacher's Q-values "q"
-        self.memories: dict[int, Reservoir] = {}
-        self.block: Reservoir | None = None  # the sample of the block being trained
-        self.active_task: int | None = None
-        self.rng: np.random.Generator | None = None
-        self.device = th.device("cpu")
         self._sums = {"td_loss": th.zeros(()), "bc_loss": th.zeros(())}
         self._steps = 0
 
+    @property
+    def stores_teacher(self) -> bool:
+        return self.params.bc_weight > 0
+
     # --- hooks ---------------------------------------------------------------------------------------
-    def before_task(self, agent: "ContinualDQN", task: TaskInfo) -> None:
-        self.active_task = task.task_id
-        self.rng = np.random.default_rng([task.seed, task.block, RNG_STREAM])
-        self.block = Reservoir(self.params.per_task, self.device)
+    def before_task(self, ctx: HookContext, task: TaskInfo) -> None:
+        super().before_task(ctx, task)
         self._sums = {k: th.zeros((), device=self.device) for k in self._sums}
         self._steps = 0
 
-    def on_transition(self, agent: "ContinualDQN", obs: np.ndarray, next_obs: np.ndarray, actions: np.ndarray,
+    def on_transition(self, ctx: HookContext, obs: np.ndarray, next_obs: np.ndarray, actions: np.ndarray,
                       rewards: np.ndarray, dones: np.ndarray) -> None:
         """Offer the step's transitions to the block's reservoir; store the kept ones compactly.
 
@@ -128,29 +103,19 @@ class Replay(Method):
             "done": np.asarray(dones, dtype=np.float32).reshape(-1, 1)[items],
         })
 
-    def after_task(self, agent: "ContinualDQN", task: TaskInfo) -> None:
-        if self.block is None or len(self.block) == 0:
-            return
-        memory = self.block.trimmed()
-        if self.params.bc_weight > 0:
-            memory.set_field("q", teacher_q_values(agent, memory.fields["obs"], task.task_id))
-        self.memories[task.task_id] = memory
-        self.block = None
-
-    def penalty(self, agent: "ContinualDQN") -> th.Tensor | None:
-        sizes = {t: len(m) for t, m in self.memories.items() if t != self.active_task}
-        groups = sample_by_task(self.rng, sizes, self.params.batch_size) if sizes else []
+    def penalty(self, ctx: HookContext) -> th.Tensor | None:
+        groups = self.draw()
         if not groups:
             return None
         p = self.params
-        td = th.zeros((), device=agent.device)
-        bc = th.zeros((), device=agent.device)
+        td = th.zeros((), device=ctx.device)
+        bc = th.zeros((), device=ctx.device)
         for task_id, slots in groups:
-            data, q_teacher = self.samples(task_id, slots, agent.device)
+            data, q_teacher = self.samples(task_id, slots, ctx.device)
             share = len(slots) / p.batch_size
-            td = td + share * agent.td_loss(data, task_id=task_id)
+            td = td + share * ctx.td_loss(data, task_id=task_id)
             if p.bc_weight > 0:
-                q = agent.q_net(data.observations, task_id=task_id)
+                q = ctx.q_net(data.observations, task_id=task_id)
                 bc = bc + share * distillation_loss(q, q_teacher, p.bc_temperature, p.bc_loss)
         self._sums["td_loss"] = self._sums["td_loss"].to(td.device) + td.detach()
         self._sums["bc_loss"] = self._sums["bc_loss"].to(bc.device) + bc.detach()
@@ -166,12 +131,7 @@ class Replay(Method):
         return data, stored.get("q")
 
     def scalars(self) -> dict[str, float]:
-        out = {
-            "replay/memory_bytes": float(sum(m.nbytes for m in self.memories.values())),
-            "replay/stored_transitions": float(sum(len(m) for m in self.memories.values())),
-        }
-        if self.memories:
-            out["replay/bytes_per_transition"] = float(next(iter(self.memories.values())).bytes_per_item)
+        out = self.memory_scalars("replay", "transition")
         if self._steps:
             out["replay/td_loss"] = float(self._sums["td_loss"]) / self._steps
             if self.params.bc_weight > 0:
@@ -180,29 +140,14 @@ class Replay(Method):
 
     # --- persistence ---------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "memories": {t: m.state_dict() for t, m in self.memories.items()},
-            "block": None if self.block is None else self.block.state_dict(),
-            "active_task": self.active_task,
-            "rng": None if self.rng is None else self.rng.bit_generator.state,
-            "sums": {k: float(v) for k, v in self._sums.items()},
-            "steps": self._steps,
-        }
+        return {**super().state_dict(), "sums": {k: float(v) for k, v in self._sums.items()}, "steps": self._steps}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.memories = {int(t): Reservoir.from_state_dict(m, self.device) for t, m in state["memories"].items()}
-        self.block = None if state["block"] is None else Reservoir.from_state_dict(state["block"], self.device)
-        self.active_task = state["active_task"]
-        self.rng = None
-        if state["rng"] is not None:
-            self.rng = np.random.default_rng()
-            self.rng.bit_generator.state = state["rng"]
+        super().load_state_dict(state)
         self._sums = {k: th.tensor(v, device=self.device) for k, v in state["sums"].items()}
         self._steps = int(state["steps"])
 
     def to(self, device: th.device) -> "Replay":
-        self.device = th.device(device)
-        for memory in [*self.memories.values(), *([self.block] if self.block is not None else [])]:
-            memory.to(self.device)
+        super().to(device)
         self._sums = {k: v.to(self.device) for k, v in self._sums.items()}
         return self

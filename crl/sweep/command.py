@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import fcntl
 import os
 import sys
@@ -11,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from crl.config import RunConfig
 from crl import config as config_mod
 from crl import rundir
 from crl.sweep import spec as spec_mod
@@ -81,7 +83,7 @@ def prepare(out: Path, sweep: Sweep, spec_path: Path) -> tuple[Any, dict[str, An
     rundir.atomic_write(out / "spec.yaml", spec_path.read_text())
     (out / "configs").mkdir(exist_ok=True)
     for run in sweep.runs:
-        cfg = dict(run.config, run_dir=str(state_mod.run_dir(out, run.name)))
+        cfg = dataclasses.replace(run.config, run_dir=str(state_mod.run_dir(out, run.name)))
         rundir.atomic_write(state_mod.config_file(out, run.name), config_mod.dump(cfg))
     state = old or state_mod.new_state(sweep.fingerprint, str(spec_path),
                                        [{"name": r.name, "kind": r.kind, "overrides": r.overrides} for r in sweep.runs])
@@ -107,10 +109,10 @@ def extends(out: Path, sweep: Sweep) -> bool:
     return all(now.get(r.name) == (r.kind, r.layers) for r in before.runs)
 
 
-def cpus_gpus(sweep: Sweep, cfg: dict[str, Any]) -> tuple[float, float]:
+def cpus_gpus(sweep: Sweep, cfg: RunConfig) -> tuple[float, float]:
     """What one run asks for: the spec's resources, else its torch threads (one on the CPU) and a GPU on cuda."""
-    cpus = sweep.cpus if sweep.cpus is not None else float(cfg["torch_threads"] or 1)
-    gpus = sweep.gpus if sweep.gpus is not None else (1.0 if cfg["device"] == "cuda" else 0.0)
+    cpus = sweep.cpus if sweep.cpus is not None else float(cfg.torch_threads or 1)
+    gpus = sweep.gpus if sweep.gpus is not None else (1.0 if cfg.device == "cuda" else 0.0)
     return cpus, gpus
 
 

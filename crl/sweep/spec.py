@@ -18,7 +18,6 @@ wrong type or a value out of range is found before any run starts. Everything he
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import itertools
 import json
@@ -50,7 +49,7 @@ class PlannedRun:
     kind: str  # "run" (a sequence run) or "reference" (a single-game run for forward transfer)
     overrides: dict[str, Any]  # the axis values of this run (what tells it apart), in spec order
     layers: dict[str, Any]  # preset < base < overrides: everything the spec sets for it, flat dotted keys
-    config: dict[str, Any] = field(repr=False)  # crl.config.resolve(layers)
+    config: config_mod.RunConfig = field(repr=False)  # crl.config.resolve(layers)
 
 
 @dataclass(frozen=True)
@@ -93,7 +92,7 @@ def expand(spec: dict[str, Any], source: str = "spec") -> Sweep:
 
     for key in spec:
         if key not in TOP_KEYS:
-            raise fail(f"unknown key {key!r}{_suggest(str(key), TOP_KEYS)}; a spec has {', '.join(TOP_KEYS)}")
+            raise fail(f"unknown key {key!r}{config_mod.closest_keys(str(key), TOP_KEYS)}; a spec has {', '.join(TOP_KEYS)}")
     preset = spec.get("preset")
     if preset is not None:
         from crl import presets
@@ -112,7 +111,7 @@ def expand(spec: dict[str, Any], source: str = "spec") -> Sweep:
         raise fail(f"references must be true or false, got {references!r}")
     cpus, gpus = _resources(spec.get("resources"), fail)
 
-    base_method = str(base.get("method") or _preset_layer(preset, 0).get("method") or config_mod.DEFAULTS["method"])
+    base_method = str(base.get("method") or _preset_layer(preset, 0).get("method") or config_mod.defaults()["method"])
     methods = [str(m) for m in axes["method"]] if "method" in axes else [base_method]
     for method in methods:
         if method not in METHODS:
@@ -173,7 +172,8 @@ def _check_keys(keys: dict[str, Any], where: str, valid: dict[str, Any], fail: A
         if key in RESERVED_KEYS:
             raise fail(f"{where}.{key}: the sweep sets {key} itself (DIR/runs/<name>)")
         if key not in valid:
-            raise fail(f"{where}: unknown config key {key!r}{_suggest(key, valid)} (crl train --show-config lists them)")
+            raise fail(f"{where}: unknown config key {key!r}{config_mod.closest_keys(key, valid)} (crl train "
+                       "--show-config lists them)")
 
 
 def _axes(value: Any, where: str, valid: dict[str, Any], fail: Any) -> dict[str, list[Any]]:
@@ -218,7 +218,7 @@ def _method_of_section(key: str) -> str | None:
 
 
 def _seed(overrides: dict[str, Any], base: dict[str, Any], fail: Any) -> int:
-    value = overrides.get("seed", base.get("seed", config_mod.DEFAULTS["seed"]))
+    value = overrides.get("seed", base.get("seed", config_mod.defaults()["seed"]))
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise fail(f"seed must be a non-negative integer, got {value!r}")
     return value
@@ -252,8 +252,8 @@ def _references(runs: list[PlannedRun], preset: str | None, base: dict[str, Any]
     """One single-game finetune run (one cycle, the sequence runs' block length) per game, seed and block length."""
     wanted: dict[tuple[str, int, int], None] = {}
     for run in runs:
-        for game in run.config["games"]:
-            wanted[(game, run.config["seed"], run.config["steps_per_game"])] = None
+        for game in run.config.games:
+            wanted[(game, run.config.seed, run.config.steps_per_game)] = None
     several_lengths = len({steps for _, _, steps in wanted}) > 1
     out = []
     for game, seed, steps in wanted:
@@ -277,11 +277,6 @@ def slug(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "+".join(slug(v) for v in value)
     return re.sub(r"[^A-Za-z0-9.+=-]+", "_", str(value)).strip("_") or "_"
-
-
-def _suggest(key: str, choices: Any) -> str:
-    close = difflib.get_close_matches(key, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def describe(sweep: Sweep) -> str:

@@ -1,0 +1,272 @@
+"""The contract between the agent and a continual-learning method, and the registry of methods by name.
+
+The agent (``agents.ContinualDQN``) owns the DQN loop; a method is a small object that only
+
+* chooses the Q-network (``q_network_spec``: a declarative spec, so SB3 can rebuild it on load),
+* reacts to task boundaries (``before_task`` / ``after_task``: compute a Fisher, freeze a column, ...),
+* adds a term to the loss (``penalty``: called once per gradient step),
+* optionally sees every transition the agent collects (``on_transition``: to keep a sample of a task's experience),
+* reports figures (``scalars``) and saves and restores its own state (``state_dict`` / ``load_state_dict``).
+
+Hooks see a :class:`HookContext`, never the agent: the online network, the task, a sampler over the task's replay,
+a seeded generator, the TD loss. This module is the bottom of the method stack: ``crl.methods`` builds on it, the agent
+calls it, and it imports nothing above ``agents``. A subclass that sets ``name`` registers itself in :data:`METHODS`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+import torch as th
+from stable_baselines3.common.type_aliases import ReplayBufferSamples
+
+from agents.networks import TaskQNetwork
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """Where the sequence is: ``task_id`` is the agent's id of the task (given: the game's index in the sequence;
+    inferred: whatever the task-inference process named it); ``game`` is the true game, for logs only; ``seed`` is
+    the run's seed, so a method's own random draws (a Fisher's samples) are reproducible per (seed, block)."""
+
+    task_id: int
+    game: str
+    block: int = 0
+    cycle: int = 0
+    first_visit: bool = True
+    seed: int = 0
+
+
+def seed_of(*keys: int) -> int:
+    """A 63-bit seed mixed from ``keys`` (e.g. run seed, block, stream), for a generator of its own."""
+    return int(np.random.SeedSequence(list(keys)).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+# --- parameters ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Range:
+    """The values a number may take: ``low`` to ``high`` inclusive (None: unbounded), ``low`` excluded when
+    ``low_open``, plus the single values in ``also`` (e.g. -1 for "automatic")."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    also: tuple[float, ...] = ()
+
+    def __contains__(self, value: float) -> bool:
+        if value in self.also:
+            return True
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or value <= self.high
+
+    def __str__(self) -> str:
+        def fmt(v: float) -> str:
+            return str(int(v)) if float(v).is_integer() else f"{v:g}"
+
+        if self.high is not None:
+            text = f"in {'(' if self.low_open else '['}{fmt(self.low)}, {fmt(self.high)}]"
+        else:
+            text = f"{'>' if self.low_open else '>='} {fmt(self.low)}"
+        return " or ".join([*(fmt(v) for v in self.also), text])
+
+
+def param(default: Any, help: str, *, low: float | None = None, high: float | None = None, low_open: bool = False,
+          choices: tuple[str, ...] | None = None) -> Any:
+    """A ``Params`` field: its default, a one-line help text and the values it may take (``low``/``high`` for a
+    number or each number of a tuple, ``choices`` for a string; a boolean is true or false)."""
+    bounds = Range(low, high, low_open) if low is not None or high is not None else None
+    return field(default=default, metadata={"help": help, "range": bounds, "choices": choices})
+
+
+def override(params: type, name: str, default: Any) -> Any:
+    """Field ``name`` of the dataclass ``params`` with another default (its help and range kept)."""
+    base = next(f for f in dataclasses.fields(params) if f.name == name)
+    return field(default=default, metadata=base.metadata)
+
+
+def check_field(spec: dataclasses.Field, value: Any) -> None:
+    """Raise ValueError naming the field when ``value`` has the wrong type or is outside the field's declared values.
+
+    The type is the default's: a bool, an int (not a bool), a float (an int is fine), a string, or a tuple of numbers
+    (a list is fine) whose elements each meet the range."""
+    name, default, bounds, choices = spec.name, spec.default, spec.metadata.get("range"), spec.metadata.get("choices")
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be true or false, got {value!r}")
+        return
+    if isinstance(default, str):
+        if choices and value not in choices:
+            raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+        if not isinstance(value, str):
+            raise ValueError(f"{name} must be a string, got {value!r}")
+        return
+    if isinstance(default, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{name} must be a list, got {value!r}")
+        numbers, element, each = list(value), (default[0] if default else 0), " per element"
+    else:
+        numbers, element, each = [value], default, ""
+    integer = isinstance(element, int)
+    for v in numbers:
+        if isinstance(v, bool) or not isinstance(v, int if integer else (int, float)):
+            raise ValueError(f"{name} must be {'an integer' if integer else 'a number'}{each}, got {value!r}")
+        if not math.isfinite(v):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if bounds is not None and v not in bounds:
+            raise ValueError(f"{name} must be {bounds}{each}, got {value!r}")
+
+
+@dataclass
+class MethodParams:
+    """Base of each method's parameters (the config section named after the method). Declare each field with
+    :func:`param` (default, help, range); ``validate`` checks them all. Override ``validate`` (calling this one)
+    only for a rule that ties several fields together."""
+
+    def validate(self) -> None:
+        """Raise ValueError naming the parameter when a value has the wrong type or is out of range."""
+        for spec in dataclasses.fields(self):
+            check_field(spec, getattr(self, spec.name))
+
+
+# --- what a hook sees ---------------------------------------------------------------------------------------------
+def _no_replay(batch_size: int, generator: th.Generator | None = None) -> ReplayBufferSamples:
+    raise ValueError("this hook context has no replay buffer to sample")
+
+
+def _no_td_loss(data: ReplayBufferSamples, task_id: int | None = None) -> th.Tensor:
+    raise ValueError("this hook context has no TD loss")
+
+
+@dataclass
+class HookContext:
+    """What a method's hook may use of the agent, built by the agent for each call.
+
+    :param q_net: the online Q-network, set to the current task (whatever its class offers: ``generate``, ...)
+    :param task: the task being trained (``before_task`` / ``after_task`` also get it as their argument)
+    :param task_steps: env steps trained on ``task.task_id`` so far, over all its blocks
+    :param device: where the network and the training tensors live
+    :param generator: the method's random draws: a CPU generator the agent seeds per (run seed, block) and saves with
+        itself, so they are reproducible and leave the global RNGs (exploration, minibatches) alone
+    :param sample: ``sample(batch_size, generator=None)``: transitions uniform over the current task's replay buffer,
+        indices drawn with ``generator`` (None: the context's)
+    :param td_loss: ``td_loss(batch, task_id=None)``: the agent's TD loss of a minibatch evaluated as ``task_id``
+        (None: the current task), e.g. for stored transitions of an earlier game
+    """
+
+    q_net: TaskQNetwork
+    task: TaskInfo
+    task_steps: int = 0
+    device: th.device = field(default_factory=lambda: th.device("cpu"))
+    generator: th.Generator = field(default_factory=th.Generator)
+    sample: Callable[..., ReplayBufferSamples] = _no_replay
+    td_loss: Callable[..., th.Tensor] = _no_td_loss
+
+
+# --- the method base class and the registry ------------------------------------------------------------------------
+METHODS: dict[str, type["Method"]] = {}  # name -> class: ``--method NAME``, and how a saved agent finds its method
+
+# The names the loop calls, and the prefixes that make a method name look like one (a misspelt hook is an error).
+HOOKS = ("q_network_spec", "before_task", "after_task", "on_transition", "penalty", "scalars")
+HOOK_PREFIXES = ("before_", "after_", "on_")
+
+
+def register(cls: type["Method"]) -> type["Method"]:
+    """Add ``cls`` to :data:`METHODS` under ``cls.name``. Subclasses that set ``name`` are registered when defined;
+    another class under a taken name is a TypeError."""
+    taken = METHODS.get(cls.name)
+    if taken is not None and (taken.__module__, taken.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise TypeError(f"method name {cls.name!r} of {cls.__module__}.{cls.__qualname__} is already taken by "
+                        f"{taken.__module__}.{taken.__qualname__}")
+    METHODS[cls.name] = cls
+    return cls
+
+
+def method_class(name: str) -> type["Method"]:
+    """The registered method called ``name``; an unknown name is a ValueError listing the known ones."""
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; known methods: {', '.join(sorted(METHODS))}")
+    return METHODS[name]
+
+
+class Method:
+    """Base of every method; its hooks do nothing (the agent with no method: no penalty, no hooks).
+
+    A subclass sets ``name`` (the ``--method`` value; it registers itself), declares ``Params`` (a
+    :class:`MethodParams` dataclass: the config section) and overrides the hooks it needs.
+    """
+
+    name: ClassVar[str] = ""
+    Params: ClassVar[type[MethodParams]] = MethodParams
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for attr, value in vars(cls).items():
+            if callable(value) and attr.startswith(HOOK_PREFIXES) and attr not in HOOKS:
+                raise TypeError(f"{cls.__qualname__}.{attr} looks like a hook but the training loop never calls it; "
+                                f"the hooks are {', '.join(HOOKS)}")
+        if "name" in vars(cls):
+            register(cls)
+
+    def __init__(self, params: MethodParams | dict[str, Any] | None = None) -> None:
+        if params is None:
+            params = self.Params()
+        elif isinstance(params, dict):
+            params = self.Params(**params)
+        params.validate()
+        self.params = params
+
+    # --- hooks ---------------------------------------------------------------------------------------
+    def q_network_spec(self, network: dict[str, Any]) -> dict[str, Any]:
+        """The Q-network to build: ``{"kind": ..., **kwargs}`` for ``agents.networks.build_q_network``."""
+        return {"kind": "conv", **network}
+
+    def before_task(self, ctx: HookContext, task: TaskInfo) -> None:
+        """Called after the agent switched to ``task`` and before it trains on it."""
+
+    def after_task(self, ctx: HookContext, task: TaskInfo) -> None:
+        """Called after a task block's training, with that task's replay buffer still in place."""
+
+    def on_transition(
+        self, ctx: HookContext, obs: np.ndarray, next_obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray,
+        dones: np.ndarray,
+    ) -> None:
+        """Called after every vector-env step with its transitions, one row per env, for ``ctx.task``.
+
+        ``next_obs`` is the real last observation where an episode ended (not the reset one that follows), and
+        ``dones`` marks true terminations only: a time-limit cut is not an end (its value is bootstrapped, as in the
+        replay buffer). The arrays are the agent's: copy what you keep. Replay and distillation sample from here.
+        """
+
+    def penalty(self, ctx: HookContext) -> th.Tensor | None:
+        """Term added to the TD loss at every gradient step: a scalar with a gradient, or None (nothing to add)."""
+        return None
+
+    def scalars(self) -> dict[str, float]:
+        """Figures to log to TensorBoard at task boundaries (tag -> value)."""
+        return {}
+
+    # --- persistence ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue, as tensors and plain Python values."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+    def to(self, device: th.device) -> "Method":
+        """Move stored tensors to ``device`` (called when the agent is built or loaded)."""
+        return self
+
+    def params_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.params)
+
+
+class FineTune(Method):
+    """The baseline that forgets: train on each game in turn with no penalty (the agent's method when given none)."""
+
+    name = "finetune"

@@ -1,0 +1,181 @@
+"""Resume: what a checkpoint holds besides the agent, how a run is continued from one (its records trimmed to the
+checkpoint), and the configuration a resumed run trains with.
+
+A resume checkpoint (``crl.checkpoint``) stores the agent, every RNG state, optionally the replay buffers, and the
+trainer's state: the fields of :class:`RunState`, the task-identity model's state, and the fingerprint of the
+configuration. Every training segment starts its environments from a seed derived from (run seed, block, step), so
+a run resumed from a checkpoint (with its replay buffers) continues exactly as the uninterrupted run would have.
+
+This module imports nothing heavy beyond torch and the agent: ``crl.cli`` checks a resume's configuration with it
+before anything is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from agents import ContinualDQN
+from crl.config import RunConfig
+from crl import checkpoint as ckpt
+from crl import config as config_mod
+from crl import rundir
+from crl.sequence import Block
+from crl.task_inference.fmn import ForgetMeNot
+from crl.training.state import RunState
+from crl.usage import UsageError
+
+if TYPE_CHECKING:
+    from crl.training.loop import ContinualTrainer
+
+# keys no resume may change, --force or not: the records (retention matrix, evaluations) are per game
+RESUME_NEVER_CHANGES = ("games",)
+
+
+# --- what a checkpoint holds ----------------------------------------------------------------------------------
+def save(checkpoints: Path, agent: ContinualDQN, state: RunState, task_identity: ForgetMeNot | None,
+         cfg: RunConfig) -> ckpt.ResumePoint:
+    """A resume point at the agent's step: the agent, ``state``, the task-identity model, RNG states (and the replay
+    buffers if ``checkpoint.replay``); the oldest points beyond ``checkpoint.keep`` go."""
+    saved = dataclasses.asdict(state)
+    if task_identity is not None:
+        saved["task_identity"] = task_identity.state_dict()
+    saved["fingerprint"] = rundir.fingerprint(cfg)  # a resume checks the configuration against it
+    c = cfg.checkpoint
+    return ckpt.save_resume_point(checkpoints, agent, saved, c.replay, c.keep)
+
+
+def upgrade_state(state: dict[str, Any], blocks: list[Block]) -> dict[str, Any]:
+    """A resume state written before game columns and task ids were kept apart (no ``task_ids``; its
+    ``trained_at`` held the agent's task ids): the ids move to ``task_ids`` and ``trained_at`` gets the columns."""
+    if "task_ids" in state:
+        return state
+    ids = list(state["trained_at"])
+    return {**state, "task_ids": ids, "trained_at": [b.task_id for b in blocks[: len(ids)]]}
+
+
+def restore(point: ckpt.ResumePoint, blocks: list[Block], device: str,
+            task_identity: ForgetMeNot | None) -> tuple[RunState, ContinualDQN, bool]:
+    """The run state and the agent of ``point``, with the RNG states set and ``task_identity`` loaded. Mid-block, the
+    agent continues its task (without ``before_task`` again) with the replay buffers if they were saved.
+
+    Returns (state, agent, whether the replay buffers were restored).
+    """
+    saved = upgrade_state(ckpt.load_trainer_state(point), blocks)
+    state = RunState(**{f.name: saved[f.name] for f in dataclasses.fields(RunState)})
+    if task_identity is not None:
+        task_identity.load_state_dict(saved["task_identity"])
+    agent = ContinualDQN.load(point.zip_path, device=device)
+    ckpt.set_rng_state(agent, saved["rng"])
+    if state.block_done > 0:
+        agent.resume_task(ckpt.load_replay(point) if saved["replay_saved"] else None)
+    return state, agent, saved["replay_saved"]
+
+
+def trim_records(run_dir: Path, games: list[str], state: RunState) -> None:
+    """Drop what the interrupted attempt wrote after the checkpoint (evaluations, block records, retention rows)."""
+    for name, count in ((rundir.EVALS, state.n_eval_records), (rundir.BLOCKS, state.n_block_records)):
+        path = run_dir / name
+        lines = path.read_text().splitlines(keepends=True)[:count] if path.exists() else []
+        rundir.atomic_write(path, "".join(lines))
+    rundir.write_retention(run_dir / rundir.RETENTION, games, state.retention)
+
+
+# --- continuing a run -----------------------------------------------------------------------------------------
+@dataclass
+class Continuation:
+    """How a resume goes on: from ``step`` (None: from the beginning), or not at all (``finished``); ``note`` says
+    which, for the user."""
+
+    step: int | None
+    note: str
+    finished: bool = False
+
+
+def continue_run(trainer: ContinualTrainer, force: bool, warn: Callable[[str], None]) -> Continuation:
+    """Set ``trainer`` (made for the resumed configuration) to continue its run from the newest good checkpoint;
+    each unusable newer one is named through ``warn``. A run that stopped before its first checkpoint starts again
+    from nothing. The resume is logged in ``resumes.jsonl``; one that ``--force`` changed the experiment of also
+    rewrites ``config.yaml`` and ``run.json``, so later resumes check against what it trains with."""
+    run_dir, cfg = trainer.run_dir, trainer.cfg
+    record = rundir.read_run_record(run_dir)
+    step = None
+    if not ckpt.resume_points(trainer.checkpoints):
+        rundir.clear_records(run_dir)
+        note = "restarted from the beginning: the run stopped before its first checkpoint"
+    else:
+        try:
+            point = ckpt.newest_good(trainer.checkpoints, warn=warn)
+        except ckpt.CheckpointError as e:
+            raise UsageError(str(e)) from e
+        saved = ckpt.load_trainer_state(point)
+        expected = record["fingerprint"] if record else rundir.fingerprint(cfg)
+        if saved.get("fingerprint", expected) != expected and not force:
+            raise UsageError(f"checkpoint {point.zip_path} was made with another configuration than "
+                             f"{run_dir / rundir.CONFIG}; add --force to resume from it anyway")
+        if (saved["block_index"] >= len(trainer.blocks) and (run_dir / rundir.METRICS).exists()
+                and (run_dir / rundir.MODEL).exists()):
+            return Continuation(None, f"{run_dir} is finished ({len(trainer.blocks)} blocks); nothing to do "
+                                      f"(to train more: crl train --resume {run_dir} --cycles N)", finished=True)
+        replay_restored = trainer.restore(point)
+        step = point.step
+        note = (f"resumed from {point.zip_path.name} at step {point.step} (block {trainer.state.block_index}, "
+                f"{trainer.state.block_done} steps into it)")
+        if trainer.state.block_done and not replay_restored:
+            note += "; replay buffers were not saved (--checkpoint-replay), so this block refills its buffer"
+    forced = rundir.changed_keys(record["experiment"], cfg) if record else []
+    if forced:
+        note += f"; --force changed {', '.join(forced)}"
+    if forced or record is None:
+        rundir.atomic_write(run_dir / rundir.CONFIG, config_mod.dump(cfg))
+        rundir.write_run_record(run_dir, cfg)
+    rundir.append_jsonl(run_dir / rundir.RESUMES, [{"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "note": note}])
+    return Continuation(step, note)
+
+
+# --- the configuration a resumed run trains with ---------------------------------------------------------------
+def resume_config(run_dir: Path, overrides: dict[str, Any], force: bool) -> RunConfig:
+    """The saved configuration of ``run_dir`` with ``overrides``; experiment-changing ones need ``force``.
+
+    ``config.yaml`` must still be the configuration the run was started with (``run.json`` holds its experiment
+    keys): an edited one is refused, naming the keys that changed (``force`` accepts it, unless the games changed).
+    """
+    if run_dir.is_file():
+        raise UsageError(f"{run_dir} is a file, not a run directory; nothing to resume")
+    config_file = run_dir / rundir.CONFIG
+    if not config_file.is_file() or not (run_dir / rundir.CHECKPOINTS).is_dir():
+        raise UsageError(f"{run_dir} is not a run directory (no config.yaml and checkpoints/); nothing to resume")
+    if not config_file.read_text().strip():
+        raise UsageError(f"{config_file} is empty; nothing to resume")
+    try:
+        saved_flat = config_mod.load_yaml(str(config_file))  # not YAML, or not a mapping: one line
+    except config_mod.ConfigError as e:
+        raise UsageError(f"{e}; nothing to resume") from e
+    try:
+        saved = config_mod.resolve(dict(saved_flat))
+    except config_mod.ConfigError as e:
+        raise UsageError(f"{config_file}: {e}; nothing to resume") from e
+    overrides.pop("run_dir", None)
+    cfg = config_mod.resolve({**saved_flat, **overrides})
+    record = rundir.read_run_record(run_dir)  # what the run started with (None: a run older than run.json)
+    started = record["experiment"] if record is not None else rundir.experiment(saved)
+    edited = rundir.changed_keys(started, saved)
+    forceable = not any(k in RESUME_NEVER_CHANGES for k in edited)
+    if edited and not (force and forceable):
+        raise UsageError(f"{config_file} was edited after the run started ({', '.join(edited)}): its checkpoints "
+                         "and records were made with the old values; put them back or start a new run"
+                         + (" (or add --force to go on with the new values)" if forceable else ""))
+    never = [k for k in rundir.changed_keys(started, cfg) if k in RESUME_NEVER_CHANGES]
+    if never:
+        raise UsageError(f"--resume cannot change {', '.join(never)} (the run's records are per game); "
+                         "start a new run instead")
+    changed = rundir.changed_keys(rundir.experiment(saved), cfg)
+    if changed and not force:
+        raise UsageError(f"--resume would change the experiment ({', '.join(changed)}); add --force to do it anyway")
+    if cfg.cycles < saved.cycles:
+        raise UsageError(f"--resume cannot shorten the run: cycles {cfg.cycles} < {saved.cycles}")
+    cfg.run_dir = str(run_dir)
+    return cfg

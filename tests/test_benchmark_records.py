@@ -1,0 +1,63 @@
+"""The MinAtar benchmark's committed records reproduce its committed report, and the results page quotes that report.
+
+benchmarks/results/minatar/<stage>/ holds what scripts/export_records.py copied from the sweeps (records only) and
+the report `crl sweep --report` wrote over them. Regenerating the report from the records alone must give the same
+numbers; every table row of docs/results/minatar.md with a number in it must be a row of a regenerated report
+(the tuning or the test stage's) or of the cost table ``scripts/export_records.py --costs`` prints.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "minatar"
+PAGE = ROOT / "docs" / "results" / "minatar.md"
+STAGES = ("tune", "test")
+
+
+def regenerate(stage: str, tmp_path: Path) -> Path:
+    """Copy a stage's records (not its report) to ``tmp_path`` and report over them; the new report directory."""
+    copy = tmp_path / stage
+    shutil.copytree(RESULTS / stage, copy, ignore=shutil.ignore_patterns("report"))
+    proc = subprocess.run([sys.executable, "-m", "crl", "sweep", "--report", str(copy)], capture_output=True,
+                          text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return copy / "report"
+
+
+def numbers(summary: dict) -> list:
+    """What a summary says, without the paths it was written from."""
+    return [(g["label"], g["n_runs"], g["partial"], g["statistics"],
+             sorted((r["seed"], r["status"], json.dumps(r["metrics"], sort_keys=True)) for r in g["runs"]))
+            for g in summary["groups"]]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_committed_records_reproduce_the_committed_summary(stage, tmp_path):
+    committed = sorted((RESULTS / stage / "report").rglob("summary.json"))
+    assert committed, f"no committed report under {RESULTS / stage}"
+    new = regenerate(stage, tmp_path)
+    for path in committed:
+        again = new / path.relative_to(RESULTS / stage / "report")
+        assert numbers(json.loads(again.read_text())) == numbers(json.loads(path.read_text())), path
+
+
+def test_every_table_row_of_the_results_page_is_regenerated(tmp_path):
+    generated = "\n".join((regenerate(stage, tmp_path) / "report.md").read_text() for stage in STAGES)
+    proc = subprocess.run([sys.executable, "scripts/export_records.py", "--costs", str(RESULTS / "test")],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    generated += "\n" + proc.stdout
+    rows = [line for line in PAGE.read_text().splitlines() if line.startswith("| ") and any(c.isdigit() for c in line)]
+    assert rows, f"{PAGE} quotes no table"
+    missing = [row for row in rows if row not in generated]
+    assert not missing, f"rows of {PAGE.name} that no regenerated table has: {missing[:3]}"

@@ -1,0 +1,183 @@
+"""The method registry and the layering under it: methods register by name when defined, a misspelt hook is an error
+at definition, a saved agent finds its method by name (older saves by class path), and ``agents``/``envs`` import
+nothing from ``crl``."""
+
+from __future__ import annotations
+
+import ast
+import io
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch as th
+
+import agents.method
+import crl.methods
+from agents import ContinualDQN
+from agents.dqn import METHOD_FILE
+from crl.methods import METHODS, Method, MethodParams, make_method
+from crl.methods.base import param
+from envs import make_vec_env
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def scratch_names():
+    """Names the test registers are removed afterwards, so no other test sees them."""
+    before = set(METHODS)
+    yield
+    for name in set(METHODS) - before:
+        METHODS.pop(name)
+
+
+def test_crl_methods_is_the_registry_of_the_base_and_holds_every_module() -> None:
+    assert crl.methods.METHODS is agents.method.METHODS
+    assert crl.methods.Method is agents.method.Method
+    modules = {cls.__module__ for cls in METHODS.values()}
+    assert {"crl.methods.ewc", "crl.methods.progressive", "crl.methods.hypernet", "crl.methods.distill",
+            "crl.methods.replay", "agents.method"} <= modules
+
+
+def test_a_subclass_with_a_name_registers_itself(scratch_names) -> None:
+    class Tiny(Method):
+        name = "test-tiny"
+
+        @dataclass
+        class Params(MethodParams):
+            rate: float = param(0.5, "a rate", low=0, high=1)
+
+    assert METHODS["test-tiny"] is Tiny
+    assert make_method("test-tiny", {"rate": 0.25}).params.rate == 0.25
+    with pytest.raises(ValueError, match=r"rate must be in \[0, 1\], got 2"):
+        make_method("test-tiny", {"rate": 2})
+
+
+def test_a_subclass_without_a_name_is_a_base_and_not_registered(scratch_names) -> None:
+    before = dict(METHODS)
+
+    class Base(Method):
+        def penalty(self, ctx):
+            return None
+
+    assert METHODS == before
+
+
+def test_a_taken_name_is_an_error(scratch_names) -> None:
+    with pytest.raises(TypeError, match="'ewc' .* already taken by crl.methods.ewc.EWC"):
+        class Impostor(Method):
+            name = "ewc"
+    assert METHODS["ewc"].__module__ == "crl.methods.ewc"
+
+
+@pytest.mark.parametrize("misspelt", ["after_tasks", "before_step", "on_transitions", "on_episode_end"])
+def test_a_hook_the_loop_never_calls_is_an_error_at_definition(scratch_names, misspelt: str) -> None:
+    with pytest.raises(TypeError, match=rf"{misspelt} looks like a hook .* before_task, after_task, on_transition"):
+        type("Misspelt", (Method,), {"name": "test-misspelt", misspelt: lambda self, ctx, task: None})
+    assert "test-misspelt" not in METHODS
+
+
+def test_hooks_and_other_names_are_fine(scratch_names) -> None:
+    class Fine(Method):
+        name = "test-fine"
+
+        def after_task(self, ctx, task):
+            pass
+
+        def _on_helper(self):  # private: not a hook
+            pass
+
+        def onward(self):  # no hook prefix
+            pass
+
+    assert METHODS["test-fine"] is Fine
+
+
+def test_unknown_method_name_lists_the_known_ones() -> None:
+    with pytest.raises(ValueError, match=r"unknown method 'nope'; known methods: .*ewc, finetune"):
+        make_method("nope")
+
+
+# --- a saved agent finds its method by name --------------------------------------------------------------------
+def saved_agent(tmp_path: Path, method: str = "l2") -> Path:
+    agent = ContinualDQN(make_vec_env("minatar/breakout", seed=0), method=make_method(method), buffer_size=100,
+                         learning_starts=10, device="cpu")
+    agent.save(tmp_path / "agent.zip")
+    return tmp_path / "agent.zip"
+
+
+def rewrite_method_blob(path: Path, change) -> None:
+    """Rewrite the zip's method record as ``change(record)`` returns it (the rest of the zip unchanged)."""
+    with zipfile.ZipFile(path) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    record = th.load(io.BytesIO(entries[METHOD_FILE]), weights_only=False)
+    blob = io.BytesIO()
+    th.save(change(record), blob)
+    entries[METHOD_FILE] = blob.getvalue()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+
+
+def test_save_stores_the_registered_name_and_load_uses_it(tmp_path: Path) -> None:
+    path = saved_agent(tmp_path)
+    with zipfile.ZipFile(path) as archive:
+        record = th.load(io.BytesIO(archive.read(METHOD_FILE)), weights_only=False)
+    assert record["name"] == "l2" and "class" not in record
+    assert type(ContinualDQN.load(path, device="cpu").method) is METHODS["l2"]
+
+
+def test_a_name_not_in_the_registry_is_one_clear_error(tmp_path: Path) -> None:
+    path = saved_agent(tmp_path)
+    rewrite_method_blob(path, lambda record: {**record, "name": "ghost"})
+    with pytest.raises(ValueError, match=r"holds method 'ghost', which is not registered; known methods: .*ewc"):
+        ContinualDQN.load(path, device="cpu")
+
+
+@pytest.mark.parametrize("saved_class, method", [("crl.methods.ewc:L2", "l2"),
+                                                 ("crl.methods.base:FineTune", "finetune")])  # FineTune moved
+def test_an_older_save_by_class_path_maps_to_the_name(tmp_path: Path, saved_class: str, method: str) -> None:
+    path = saved_agent(tmp_path, method)
+    rewrite_method_blob(path, lambda record: {"class": saved_class, "params": record["params"],
+                                              "state": record["state"]})
+    assert type(ContinualDQN.load(path, device="cpu").method) is METHODS[method]
+
+
+def test_an_older_save_of_an_unknown_class_is_one_clear_error(tmp_path: Path) -> None:
+    path = saved_agent(tmp_path)
+    rewrite_method_blob(path, lambda record: {"class": "gone.module:Ghost", "params": {}, "state": {}})
+    with pytest.raises(ValueError, match=r"holds method class 'gone.module:Ghost', which is not registered"):
+        ContinualDQN.load(path, device="cpu")
+
+
+def test_an_unregistered_method_cannot_be_saved(tmp_path: Path) -> None:
+    class Anonymous(Method):
+        pass
+
+    agent = ContinualDQN(make_vec_env("minatar/breakout", seed=0), method=Anonymous(), buffer_size=100, device="cpu")
+    with pytest.raises(ValueError, match="Anonymous is not a registered method"):
+        agent.save(tmp_path / "agent.zip")
+    assert not (tmp_path / "agent.zip").exists()
+
+
+# --- layering ----------------------------------------------------------------------------------------------------
+def imported_modules(source: str) -> set[str]:
+    """Every module a Python source imports, at any depth of the file (lazy imports in functions included)."""
+    modules = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            modules.add("." * node.level + (node.module or ""))
+    return modules
+
+
+@pytest.mark.parametrize("package", ["agents", "envs"])
+def test_agents_and_envs_import_nothing_from_crl(package: str) -> None:
+    files = sorted((REPO / package).rglob("*.py"))
+    assert files
+    offending = {f"{path.relative_to(REPO)}: {module}" for path in files
+                 for module in imported_modules(path.read_text()) if module == "crl" or module.startswith("crl.")}
+    assert not offending, offending
