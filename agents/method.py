@@ -201,6 +201,8 @@ class Method:
     """
 
     name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""  # what it is, in a few words, and where it comes from: the README's method table
+    paper: ClassVar[str] = ""
     Params: ClassVar[type[MethodParams]] = MethodParams
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -270,3 +272,5 @@ class FineTune(Method):
     """The baseline that forgets: train on each game in turn with no penalty (the agent's method when given none)."""
 
     name = "finetune"
+    summary = "fine-tuning (the baseline that forgets)"
+    paper = "—"

@@ -181,3 +181,12 @@ def test_agents_and_envs_import_nothing_from_crl(package: str) -> None:
     offending = {f"{path.relative_to(REPO)}: {module}" for path in files
                  for module in imported_modules(path.read_text()) if module == "crl" or module.startswith("crl.")}
     assert not offending, offending
+
+
+def test_the_readme_method_table_is_the_registry_s() -> None:
+    """The README's table of methods is what ``crl.methods.method_table()`` prints: a registered method cannot be
+    missing from it, and a row cannot outlive its method."""
+    from crl.methods import method_table
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert method_table() in readme, "regenerate the table: python -c 'from crl.methods import method_table; print(method_table())'"

@@ -26,6 +26,14 @@ def section_name(method_name: str) -> str:
     return method_name.replace("-", "_")
 
 
+def method_table() -> str:
+    """The README's table of methods, one row per registered method: its summary, ``--method`` name and paper."""
+    rows = ["| method | `--method` | paper |", "|---|---|---|"]
+    for name, cls in METHODS.items():
+        rows.append(f"| {cls.summary or cls.__name__} | `{name}` | {cls.paper or '—'} |")
+    return "\n".join(rows)
+
+
 def _import_all() -> None:
     """Import every module of the package: the ones in :data:`FIRST` in that order, then the rest by name."""
     names = sorted(m.name for m in pkgutil.iter_modules(__path__))
@@ -35,5 +43,5 @@ def _import_all() -> None:
 
 _import_all()
 
-__all__ = ["METHODS", "FineTune", "HookContext", "Method", "MethodParams", "TaskInfo", "make_method", "register",
-           "section_name"]
+__all__ = ["METHODS", "FineTune", "HookContext", "Method", "MethodParams", "TaskInfo", "make_method", "method_table",
+           "register", "section_name"]

@@ -48,6 +48,8 @@ class Distill(Rehearsal):
     """
 
     name = "distill"
+    summary = "Policy distillation from stored teacher Q-values (learning without forgetting)"
+    paper = 'Rusu et al. 2016, "Policy distillation"; Li & Hoiem 2016, "Learning without forgetting"'
     rng_stream = RNG_STREAM
 
     @dataclass

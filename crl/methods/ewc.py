@@ -174,6 +174,8 @@ class L2(AnchoredPenalty):
     """L2 anchors: ``lambda/2 * sum_t ||theta - theta*_t||^2``, EWC with ``F = 1``."""
 
     name = "l2"
+    summary = "L2 to the previous weights"
+    paper = "EWC with F = 1 (the baseline of Kirkpatrick et al. 2017)"
 
     @dataclass
     class Params(AnchoredPenalty.Params):
@@ -192,6 +194,8 @@ class EWC(AnchoredPenalty):
     """
 
     name = "ewc"
+    summary = "Elastic weight consolidation, with the paper's per-game biases and gains (`network.task_modulation`)"
+    paper = "Kirkpatrick et al. 2017, PNAS"
 
     @dataclass
     class Params(AnchoredPenalty.Params):
@@ -254,6 +258,8 @@ class OnlineEWC(EWC):
     """
 
     name = "online-ewc"
+    summary = "Online EWC (one decayed Fisher)"
+    paper = 'Schwarz et al. 2018, "Progress & Compress"'
 
     @dataclass
     class Params(EWC.Params):

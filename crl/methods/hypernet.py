@@ -39,6 +39,8 @@ class Hypernet(Method):
     """Per-game embeddings generate the Q-network's weights; an output regularizer keeps earlier games' weights."""
 
     name = "hypernet"
+    summary = "Task-conditioned hypernetwork"
+    paper = 'von Oswald et al. 2020, "Continual learning with hypernetworks"'
     Params = HypernetParams
     params: HypernetParams
 

@@ -20,6 +20,8 @@ class Progressive(Method):
     """One Q-network column per game, earlier columns frozen, lateral adapters from all earlier columns."""
 
     name = "progressive"
+    summary = "Progressive neural networks"
+    paper = 'Rusu et al. 2016, "Progressive neural networks"'
 
     @dataclass
     class Params(MethodParams):

@@ -48,6 +48,8 @@ class Replay(Rehearsal):
     """
 
     name = "replay"
+    summary = "Experience replay of earlier games (reservoir sample), optionally with behavioural cloning"
+    paper = 'Rolnick et al. 2019, "Experience replay for continual learning" (CLEAR)'
     rng_stream = RNG_STREAM
 
     @dataclass
