@@ -76,10 +76,11 @@ class Range:
 
 
 def param(default: Any, help: str, *, low: float | None = None, high: float | None = None, low_open: bool = False,
-          choices: tuple[str, ...] | None = None) -> Any:
+          also: tuple[float, ...] = (), choices: tuple[str, ...] | None = None) -> Any:
     """A ``Params`` field: its default, a one-line help text and the values it may take (``low``/``high`` for a
-    number or each number of a tuple, ``choices`` for a string; a boolean is true or false)."""
-    bounds = Range(low, high, low_open) if low is not None or high is not None else None
+    number or each number of a tuple, plus the single values ``also``, e.g. -1 for "automatic"; ``choices`` for a
+    string; a boolean is true or false)."""
+    bounds = Range(low, high, low_open, also) if low is not None or high is not None else None
     return field(default=default, metadata={"help": help, "range": bounds, "choices": choices})
 
 

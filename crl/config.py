@@ -96,7 +96,7 @@ class AgentConfig:
     batch_size: int = param(32, "minibatch size", low=1)
     gamma: float = param(0.99, "discount factor", low=0, high=1)
     train_freq: int = param(4, "vector env steps between gradient phases", low=1)
-    gradient_steps: int = param(-1, "gradient steps per phase (-1: n_envs, one per 4 transitions)", low=1)
+    gradient_steps: int = param(-1, "gradient steps per phase (-1: n_envs, one per 4 transitions)", low=1, also=(-1,))
     target_update_interval: int = param(1_000, "env steps between target network copies", low=1)
     exploration_initial_eps: float = param(1.0, "epsilon at the start of each task's timer", low=0, high=1)
     exploration_final_eps: float = param(0.05, "epsilon after the decay", low=0, high=1)
@@ -149,8 +149,6 @@ class RunConfig:
                                        "batches", choices=("stop", "skip"))
 
 
-# gradient_steps also takes -1 ("automatic"), which `param`'s bounds cannot say
-SPECIAL_VALUES: dict[str, tuple[float, ...]] = {"agent.gradient_steps": (-1,)}
 
 
 @functools.lru_cache(maxsize=None)
@@ -230,7 +228,7 @@ def _prepare(key: str, value: Any, spec: dataclasses.Field) -> Any:
     list, ``1e5`` or ``2.0`` as an integer for an integer key (YAML 1.1 reads ``1e-4`` as a string)."""
     default = spec.default_factory() if spec.default_factory is not dataclasses.MISSING else spec.default
     kind = field_kind(spec)
-    if kind is list and isinstance(value, str) and not value.strip().startswith("["):
+    if kind in (list, tuple) and isinstance(value, str) and not value.strip().startswith("["):
         value = [v.strip() for v in value.split(",") if v.strip()] if value.strip().lower() not in ("null", "none", "~") else None
     if isinstance(value, str) and kind is not str:
         if value.strip().lower() in ("null", "none", "~", "") and default is None:
@@ -239,6 +237,8 @@ def _prepare(key: str, value: Any, spec: dataclasses.Field) -> Any:
             value = yaml.safe_load(value)
         except yaml.YAMLError as e:
             raise ConfigError(f"{key}: cannot parse {value!r}") from e
+    if kind is bool and not isinstance(value, bool):  # OmegaConf would take 2 for true
+        raise ConfigError(f"{key}: expected bool, got {value!r}")
     number = _element_kind(spec)
     if number in (int, float):
         items = value if isinstance(value, (list, tuple)) else [value]
@@ -307,8 +307,10 @@ def validate(cfg: Any) -> None:
     """Every key in its range or choices (one rule per field, declared with it), then what ties keys together."""
     from envs import check_one_family, resolve_game
 
+    sections = {section_name(name) for name in METHODS} | {"fmn"}  # checked by their own dataclass's validate
     for key, spec in fields_by_key().items():
-        _check(key, spec, _get(cfg, key))
+        if key.split(".", 1)[0] not in sections:
+            _check(key, spec, _get(cfg, key))
     if not cfg.games:
         raise ConfigError("games: give at least one game, e.g. --games Pong,Breakout")
     try:
@@ -324,10 +326,15 @@ def validate(cfg: Any) -> None:
         cfg.fmn.validate()
     except ValueError as e:
         raise ConfigError(f"fmn: {e}") from e
-    params = method_params(cfg)
+    for name in METHODS:  # every section, the inactive ones too: a config.yaml holds no value out of range
+        section = section_name(name)
+        if hasattr(cfg, section):
+            try:
+                getattr(cfg, section).validate()
+            except ValueError as e:
+                raise ConfigError(f"{section}.{e}") from e
     try:
-        params.validate()  # the rules that tie a method's fields together (each field was checked above)
-        METHODS[cfg.method](params).q_network_spec(dataclasses.asdict(cfg.network))
+        METHODS[cfg.method](dataclasses.replace(method_params(cfg))).q_network_spec(dataclasses.asdict(cfg.network))
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{section_name(cfg.method)}: {e}") from e
 
@@ -345,8 +352,6 @@ def _check(key: str, spec: dataclasses.Field, value: Any) -> None:
     choices, bounds = spec.metadata.get("choices"), spec.metadata.get("range")
     if choices and value not in choices:
         raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {value!r}")
-    if key in SPECIAL_VALUES and bounds is not None:
-        bounds = Range(bounds.low, bounds.high, bounds.low_open, SPECIAL_VALUES[key])
     values = list(value) if isinstance(value, (list, tuple)) else [value]
     if isinstance(value, (list, tuple)) and not value and bounds is not None:
         raise ConfigError(f"{key}: give at least one value (or null for the default)")

@@ -1,4 +1,4 @@
-"""EWC, online EWC and L2 (crl/methods/ewc.py): penalty math, storage rules, persistence, and the effect."""
+"""EWC, online EWC and L2 (crl/methods/ewc.py, online_ewc.py, l2.py, anchored.py): penalty math, storage rules, persistence, and the effect."""
 
 from __future__ import annotations
 
@@ -16,7 +16,10 @@ from agents.networks import ConvQNetwork, TaskQNetwork
 from agents.replay import sample_with
 from crl.methods import make_method
 from crl.methods.base import HookContext, TaskInfo
-from crl.methods.ewc import EWC, L2, ONLINE, Anchor, FoldedQuadratic, OnlineEWC, flatten
+from crl.methods.anchored import ONLINE, Anchor, FoldedQuadratic, flatten
+from crl.methods.ewc import EWC
+from crl.methods.l2 import L2
+from crl.methods.online_ewc import OnlineEWC
 
 
 

@@ -10,7 +10,9 @@ from torch import nn
 
 from agents import ContinualDQN
 from crl.methods import HookContext, TaskInfo, make_method
-from crl.methods.ewc import EWC, ONLINE, Anchor, OnlineEWC
+from crl.methods.anchored import ONLINE, Anchor
+from crl.methods.ewc import EWC
+from crl.methods.online_ewc import OnlineEWC
 from envs import make_atari_vec_env
 from tests.test_ewc import seeded_agent
 import pytest

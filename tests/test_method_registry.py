@@ -37,8 +37,14 @@ def test_crl_methods_is_the_registry_of_the_base_and_holds_every_module() -> Non
     assert crl.methods.METHODS is agents.method.METHODS
     assert crl.methods.Method is agents.method.Method
     modules = {cls.__module__ for cls in METHODS.values()}
-    assert {"crl.methods.ewc", "crl.methods.progressive", "crl.methods.hypernet", "crl.methods.distill",
-            "crl.methods.replay", "agents.method"} <= modules
+    assert {"crl.methods.l2", "crl.methods.ewc", "crl.methods.online_ewc", "crl.methods.progressive",
+            "crl.methods.hypernet", "crl.methods.distill", "crl.methods.replay", "agents.method"} <= modules
+
+
+def test_one_registered_class_per_method_file() -> None:
+    """A method is one file with one class: no file of crl/methods registers two."""
+    modules = [cls.__module__ for cls in METHODS.values() if cls.__module__.startswith("crl.methods")]
+    assert len(modules) == len(set(modules)), modules
 
 
 def test_a_subclass_with_a_name_registers_itself(scratch_names) -> None:

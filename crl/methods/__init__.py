@@ -13,11 +13,11 @@ from typing import Any
 from agents.method import METHODS, FineTune, HookContext, Method, MethodParams, TaskInfo, method_class, register
 
 # Imported first, in this order: the order methods register in is the order of their sections in config.yaml.
-FIRST = ("progressive", "ewc", "hypernet", "distill", "replay")
+FIRST = ("progressive", "l2", "ewc", "online_ewc", "hypernet", "distill", "replay")
 
 
-def make_method(name: str, params: dict[str, Any] | None = None) -> Method:
-    """Instantiate the method called ``name`` with its parameter section (a dict)."""
+def make_method(name: str, params: MethodParams | dict[str, Any] | None = None) -> Method:
+    """Instantiate the method called ``name`` with its parameters (its ``Params``, or a dict of them)."""
     return method_class(name)(params)
 
 
