@@ -47,6 +47,7 @@ def tiny(on_divergence: str) -> dict:
     })
 
 
+@pytest.mark.e2e  # a real run or a `crl` subprocess: seconds, not milliseconds
 def test_stop_names_step_and_game_and_keeps_last_good_checkpoint(tmp_path, nan_method):
     trainer = ContinualTrainer(tiny("stop"), tmp_path)
     with pytest.raises(TrainingDiverged, match=r"training diverged at step \d+ on pong: penalty is nan"):
@@ -55,6 +56,7 @@ def test_stop_names_step_and_game_and_keeps_last_good_checkpoint(tmp_path, nan_m
     assert not (tmp_path / "metrics.json").exists()
 
 
+@pytest.mark.e2e  # a real run or a `crl` subprocess: seconds, not milliseconds
 def test_skip_drops_bad_batches_and_finishes(tmp_path, nan_method):
     trainer = ContinualTrainer(tiny("skip"), tmp_path)
     trainer.run()

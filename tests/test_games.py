@@ -91,12 +91,14 @@ def test_config_resolves_minatar_games_and_refuses_mixed_sequences():
         resolve({"games": ["minatar/breakout"], "minatar.sticky_actions": 2.0})
 
 
+@pytest.mark.e2e  # a real run or a `crl` subprocess: seconds, not milliseconds
 def test_cli_refuses_a_mixed_sequence_in_one_line():
     proc = run_crl("train", "--games", "pong,minatar/breakout", check=False, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "one family" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.e2e  # a real run or a `crl` subprocess: seconds, not milliseconds
 def test_crl_games_lists_both_families_with_their_references():
     out = run_crl("games", timeout=120).stdout
     assert "atari games (normalized score: hns)" in out and "minatar games (normalized score: dqn_normalized)" in out

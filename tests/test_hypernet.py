@@ -265,6 +265,7 @@ def drift_of_game_0(beta: float) -> float:
         return (net.generate([0])[0] - theta_0).norm().item() / theta_0.norm().item()
 
 
+@pytest.mark.e2e  # a real run or a `crl` subprocess: seconds, not milliseconds
 def test_output_regularizer_keeps_earlier_games_weights() -> None:
     free, regularized = drift_of_game_0(beta=0.0), drift_of_game_0(beta=1.0)
     assert free > 0.05  # training game 1 moves game 0's weights when nothing protects them

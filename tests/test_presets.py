@@ -119,6 +119,7 @@ def test_flags_override_the_preset():
     assert cfg.agent.buffer_size == 500_000 and cfg.agent.optimizer == "rmsprop"
 
 
+@pytest.mark.e2e  # a real run or a `crl` subprocess: seconds, not milliseconds
 def test_dry_run_prints_the_protocol_and_writes_nothing(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "crl", "train", "--preset", presets.FAITHFUL, "--dry-run", "--seed", "2",

@@ -343,6 +343,7 @@ def test_parameters_are_checked() -> None:
             make_method("replay", bad)
 
 
+@pytest.mark.e2e  # a real run or a `crl` subprocess: seconds, not milliseconds
 def test_out_of_range_parameter_is_one_line_and_status_2() -> None:
     proc = run_crl("train", "--method", "replay", "--set", "replay.per_task=0", "--dry-run", check=False)
     assert proc.returncode == 2

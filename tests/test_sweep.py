@@ -335,6 +335,7 @@ def test_sweep_on_a_local_ray_cluster(tmp_path):
     assert {g["label"]: g["n_runs"] for g in summary["groups"]} == {"finetune": 2, "ewc": 2}
 
 
+@pytest.mark.e2e  # a real run or a `crl` subprocess: seconds, not milliseconds
 def test_a_spec_that_only_adds_runs_extends_the_sweep(tmp_path):
     """More seeds for a finished sweep (the benchmark's later sessions): the finished run is kept, not rerun; only
     the added one runs. A spec that changes a finished run's settings is still another sweep."""
