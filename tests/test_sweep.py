@@ -139,6 +139,7 @@ def write_spec(path: Path, data: dict) -> Path:
     return path
 
 
+@pytest.mark.e2e  # a `crl` subprocess
 @pytest.mark.parametrize("data, says", [
     ({"base": {"agent": {"gama": 0.9}}}, "unknown config key 'agent.gama'"),
     ({"axes": {"method": ["finetune", "magic"]}}, "unknown method 'magic'"),
@@ -153,6 +154,7 @@ def test_spec_error_exits_2_with_one_line_and_writes_nothing(tmp_path, data, say
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.e2e  # a `crl` subprocess
 def test_dry_run_prints_every_run_and_writes_nothing(tmp_path):
     path = write_spec(tmp_path / "s.yaml", {"base": TINY_BASE, "axes": {"method": ["finetune", "ewc"], "seed": [0, 1]},
                                             "method_axes": {"ewc": {"ewc.lambda_": [100, 400]}}, "references": True})
@@ -164,6 +166,7 @@ def test_dry_run_prints_every_run_and_writes_nothing(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.e2e  # a `crl` subprocess
 def test_ray_option_without_ray_says_how_to_install_it(tmp_path):
     path = write_spec(tmp_path / "s.yaml", {"base": {"games": GAMES}})
     code = ("import sys; sys.modules['ray'] = None; from crl.cli import main; "
