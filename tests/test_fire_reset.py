@@ -30,7 +30,7 @@ def frames_moving_under_noops(env_section: dict) -> int:
 def test_the_config_key_reaches_the_emulator(fire_reset: bool) -> None:
     cfg = config.resolve({"games": ["Breakout"], "env.fire_reset": fire_reset, "env.sticky_actions": 0.0,
                           "env.noop_max": 0})
-    moving = frames_moving_under_noops(cfg.env)
+    moving = frames_moving_under_noops(config.env_options(cfg, "Breakout"))
     # FIRE on reset serves the ball, which then moves; without it Breakout waits, frozen, for the agent to serve
     assert (moving > 30) if fire_reset else (moving == 0), moving
 
