@@ -353,6 +353,9 @@ class ContinualDQN(DQN):
     ) -> None:
         """SB3 stores the vector step; then ``method.on_transition`` sees the transitions the buffer was given (each
         ended episode's real terminal observation as its next observation), with time-limit cuts not counted as ends."""
+        if not self.method.overrides("on_transition"):
+            super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
+            return
         tap = BufferTap(replay_buffer)
         super()._store_transition(tap, buffer_action, new_obs, reward, dones, infos)  # type: ignore[arg-type]
         obs, next_obs, actions, rewards, dones, infos = tap.added
@@ -384,10 +387,11 @@ class ContinualDQN(DQN):
         optimizer = self.policy.optimizer
         self._update_learning_rate(optimizer)
         params = [p for group in optimizer.param_groups for p in group["params"]]
+        with_penalty = self.method.overrides("penalty")
         for _ in range(gradient_steps):
             data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
             td_loss = self.td_loss(data)
-            penalty = self.method.penalty(self.hook_context())
+            penalty = self.method.penalty(self.hook_context()) if with_penalty else None
             loss = td_loss if penalty is None else td_loss + penalty
             if self.skip_nonfinite and not th.isfinite(loss):
                 self.skipped_batches += 1

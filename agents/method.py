@@ -223,6 +223,11 @@ class Method:
         params.validate()
         self.params = params
 
+    @classmethod
+    def overrides(cls, hook: str) -> bool:
+        """Whether this class replaces the base class's do-nothing ``hook`` (the agent skips calls that do nothing)."""
+        return getattr(cls, hook) is not getattr(Method, hook)
+
     # --- hooks ---------------------------------------------------------------------------------------
     def q_network_spec(self, network: dict[str, Any]) -> dict[str, Any]:
         """The Q-network to build: ``{"kind": ..., **kwargs}`` for ``agents.networks.build_q_network``."""

@@ -196,3 +196,31 @@ def test_the_readme_method_table_is_the_registry_s() -> None:
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert method_table() in readme, "regenerate the table: python -c 'from crl.methods import method_table; print(method_table())'"
+
+
+# --- hooks a method leaves alone ---------------------------------------------------------------------------------
+def test_overrides_names_the_hooks_a_class_replaces() -> None:
+    """The agent skips hooks a method does not override; ``overrides`` must see a hook a subclass inherits."""
+    assert not METHODS["finetune"].overrides("penalty") and not METHODS["finetune"].overrides("on_transition")
+    assert METHODS["replay"].overrides("penalty") and METHODS["replay"].overrides("on_transition")
+    assert METHODS["ewc"].overrides("penalty") and not METHODS["ewc"].overrides("on_transition")
+    assert METHODS["online-ewc"].overrides("penalty")  # inherited from the shared quadratic penalty
+
+
+def test_the_agent_calls_the_hooks_a_method_overrides_and_skips_the_others() -> None:
+    class Counting(Method):
+        def __init__(self) -> None:
+            super().__init__()
+            self.transitions = 0
+
+        def on_transition(self, ctx, obs, next_obs, actions, rewards, dones) -> None:  # noqa: ANN001
+            self.transitions += len(actions)
+
+    counting = Counting()
+    env = make_vec_env("minatar/breakout", n_envs=2, seed=0)
+    agent = ContinualDQN(env, method=counting, learning_starts=8, buffer_size=64, batch_size=4, seed=0)
+    agent.set_task(agents.method.TaskInfo(task_id=0, game="minatar/breakout", seed=0, block=0))
+    agent.learn(16)
+    assert counting.transitions == 16
+    assert not Counting.overrides("penalty")
+    env.close()
