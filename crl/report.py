@@ -285,8 +285,9 @@ def identity(config: dict[str, Any]) -> dict[str, Any]:
 def group_runs(runs: list[Run]) -> list[Group]:
     """Groups in order of first appearance, labelled by method plus the settings that set them apart.
 
-    A setting shows in a label when another group has the same key with another value (``ewc.lambda_=400``), so
-    the labels read like the ``--set`` options that tell the groups apart.
+    A setting shows in a label when another group of the same method has the same key with another value
+    (``ewc.lambda_=400``), so the labels read like the ``--set`` options that tell a method's groups apart; the
+    method's name tells it from the others.
     """
     grouped: dict[str, list[Run]] = {}
     for run in runs:
@@ -294,7 +295,9 @@ def group_runs(runs: list[Run]) -> list[Group]:
     flat = [flatten(identity(rs[0].config)) for rs in grouped.values()]
     groups: list[Group] = []
     for i, (config, rs) in enumerate(zip(flat, grouped.values())):
-        differing = [k for k in config if k != "method" and any(k in other and other[k] != config[k] for other in flat)]
+        same_method = [other for other in flat if other["method"] == config["method"]]
+        differing = [k for k in config
+                     if k != "method" and any(k in other and other[k] != config[k] for other in same_method)]
         label = str(config["method"]) + (f" ({', '.join(f'{k}={config[k]}' for k in differing)})" if differing else "")
         if any(g.label == label for g in groups):
             label += f" #{i + 1}"

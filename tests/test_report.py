@@ -165,6 +165,19 @@ def test_groups_by_config_without_seed_and_labels_by_what_differs(tmp_path):
     assert [g.label for g in one_method] == ["finetune"]
 
 
+def test_a_setting_shows_only_in_the_labels_of_the_method_whose_groups_it_tells_apart(tmp_path):
+    """The benchmark varies task modulation for ewc alone: finetune's label must not carry the setting."""
+    curves = {"pong": PONG, "breakout": BREAKOUT}
+    paths = [write_run(tmp_path / name, curves, method=method) for name, method in
+             [("f", "finetune"), ("e0", "ewc"), ("e1", "ewc")]]
+    for path, modulated in zip(paths, (False, False, True)):
+        config = yaml.safe_load((path / "config.yaml").read_text())
+        (path / "config.yaml").write_text(yaml.safe_dump({**config, "network": {"task_modulation": modulated}}))
+    groups = report.group_runs([report.load_run(p) for p in paths])
+    assert [g.label for g in groups] == ["finetune", "ewc (network.task_modulation=False)",
+                                         "ewc (network.task_modulation=True)"]
+
+
 def test_report_of_two_methods_writes_every_file(tmp_path, capsys):
     a = write_run(tmp_path / "ft-s0", {"pong": PONG, "breakout": BREAKOUT}, seed=0)
     b = write_run(tmp_path / "ft-s1", {"pong": [v + 2 for v in PONG], "breakout": BREAKOUT}, seed=1)
