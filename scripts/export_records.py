@@ -5,7 +5,8 @@
 
 DEST mirrors the sweep directory: ``spec.yaml``, ``sweep.json`` (the finished runs with their attempts: wall
 seconds, CPU seconds, peak memory) and ``runs/<name>/`` with config.yaml, evals.jsonl, blocks.jsonl, retention.csv,
-metrics.json and run.json, plus ``network.json``: the number of values in the trained Q-network (its parameters
+metrics.json, run.json and, for a run resumed from a checkpoint, resumes.jsonl (whether a block refilled its
+replay buffer), plus ``network.json``: the number of values in the trained Q-network (its parameters
 and buffers, read from the model's weights). So ``crl sweep --report DEST`` regenerates the sweep's report from DEST
 alone. Runs already in DEST are copied again (a finished run's records do not change); each run is written to a
 temporary directory and renamed into place, so an interrupted export leaves no half-written run.
@@ -26,7 +27,7 @@ import torch as th
 from crl import rundir
 from crl.sweep import state as state_mod
 
-RECORDS = ("config.yaml", "evals.jsonl", "blocks.jsonl", "retention.csv", "metrics.json", "run.json")
+RECORDS = ("config.yaml", "evals.jsonl", "blocks.jsonl", "retention.csv", "metrics.json", "run.json", "resumes.jsonl")
 
 
 def network_size(model_zip: Path) -> dict[str, int]:
