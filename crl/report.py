@@ -73,6 +73,7 @@ class Run:
     retention: np.ndarray  # (finished blocks, games): mean return on each game after each finished block
     blocks: list[dict[str, Any]]  # every planned block: block, cycle, game, start_step, end_step
     has_metrics_file: bool
+    refills: int = 0  # resumes mid-block without the saved replay buffers: that block refilled its buffer
 
     @property
     def games(self) -> list[str]:
@@ -106,9 +107,10 @@ class Run:
         return [self.games.index(b["game"]) for b in self.blocks[: self.blocks_finished]]
 
     def status(self) -> str:
-        if not self.partial:
-            return "complete"
-        return f"partial: {self.blocks_finished}/{len(self.blocks)} blocks finished"
+        status = "complete" if not self.partial else f"partial: {self.blocks_finished}/{len(self.blocks)} blocks finished"
+        if self.refills:
+            status += f"; resumed mid-block {self.refills}x, replay buffer refilled"
+        return status
 
 
 def read_retention(path: Path, games: list[str]) -> np.ndarray:
@@ -170,7 +172,15 @@ def load_run(path: str | Path) -> Run:
         retention=retention,
         blocks=planned_blocks(config, rundir.read_jsonl(path / rundir.BLOCKS)),
         has_metrics_file=finished is not None,
+        refills=sum(map(replay_refilled, rundir.read_jsonl(path / rundir.RESUMES))),
     )
+
+
+def replay_refilled(resume: dict[str, Any]) -> bool:
+    """Whether a logged resume continued a block without its replay buffers (logs before the field: by its note)."""
+    if "replay_refilled" in resume:
+        return bool(resume["replay_refilled"])
+    return "refills its buffer" in str(resume.get("note", ""))
 
 
 def _finished_metrics(path: Path) -> dict[str, Any] | None:

@@ -152,6 +152,16 @@ def test_forward_transfer_against_single_game_references(tmp_path):
     assert m["average_forward_transfer"] == pytest.approx(ft["breakout"])
 
 
+def test_a_run_resumed_mid_block_without_its_replay_says_so_in_its_status(tmp_path):
+    path = write_run(tmp_path / "a", {"pong": PONG, "breakout": BREAKOUT})
+    resumes = [{"note": "resumed from resume-5.zip at step 5", "step": 5, "replay_refilled": False},
+               {"note": "resumed ...", "step": 700, "replay_refilled": True},
+               {"note": "resumed ...; replay buffers were not saved (--checkpoint-replay), so this block refills its "
+                        "buffer"}]  # a log written before the field: read by its note
+    (path / "resumes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in resumes))
+    assert report.load_run(path).status() == "complete; resumed mid-block 2x, replay buffer refilled"
+
+
 def test_groups_by_config_without_seed_and_labels_by_what_differs(tmp_path):
     curves = {"pong": PONG, "breakout": BREAKOUT}
     runs = [report.load_run(write_run(tmp_path / name, curves, method=method, seed=seed, params=params))

@@ -103,6 +103,8 @@ def test_sigterm_leaves_a_resumable_run(tmp_path):
     run_crl("train", "--resume", str(run_dir))
     assert len(rundir.read_retention(run_dir / "retention.csv")[1]) == 2
     assert (run_dir / "metrics.json").exists() and (run_dir / "resumes.jsonl").exists()
+    resume, = rundir.read_jsonl(run_dir / "resumes.jsonl")
+    assert resume["step"] >= 100 and resume["replay_refilled"] is False  # --checkpoint-replay: the buffer came back
     # the signal stopped a rollout midway, so the resumed block may end off its planned step: the record says where
     blocks = rundir.read_jsonl(run_dir / "blocks.jsonl")
     final_steps = {e["block"]: e["step"] for e in rundir.read_jsonl(run_dir / "evals.jsonl") if e["final"]}

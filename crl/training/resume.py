@@ -102,7 +102,7 @@ def continue_run(trainer: ContinualTrainer, force: bool, warn: Callable[[str], N
     rewrites ``config.yaml`` and ``run.json``, so later resumes check against what it trains with."""
     run_dir, cfg = trainer.run_dir, trainer.cfg
     record = rundir.read_run_record(run_dir)
-    step = None
+    step, refilled = None, False
     if not ckpt.resume_points(trainer.checkpoints):
         rundir.clear_records(run_dir)
         note = "restarted from the beginning: the run stopped before its first checkpoint"
@@ -122,9 +122,10 @@ def continue_run(trainer: ContinualTrainer, force: bool, warn: Callable[[str], N
                                       f"(to train more: crl train --resume {run_dir} --cycles N)", finished=True)
         replay_restored = trainer.restore(point)
         step = point.step
+        refilled = bool(trainer.state.block_done) and not replay_restored
         note = (f"resumed from {point.zip_path.name} at step {point.step} (block {trainer.state.block_index}, "
                 f"{trainer.state.block_done} steps into it)")
-        if trainer.state.block_done and not replay_restored:
+        if refilled:
             note += "; replay buffers were not saved (--checkpoint-replay), so this block refills its buffer"
     forced = rundir.changed_keys(record["experiment"], cfg) if record else []
     if forced:
@@ -132,7 +133,8 @@ def continue_run(trainer: ContinualTrainer, force: bool, warn: Callable[[str], N
     if forced or record is None:
         rundir.atomic_write(run_dir / rundir.CONFIG, config_mod.dump(cfg))
         rundir.write_run_record(run_dir, cfg)
-    rundir.append_jsonl(run_dir / rundir.RESUMES, [{"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "note": note}])
+    rundir.append_jsonl(run_dir / rundir.RESUMES, [{"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "note": note,
+                                                    "step": step, "replay_refilled": refilled}])
     return Continuation(step, note)
 
 
