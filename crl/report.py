@@ -454,15 +454,15 @@ def markdown(groups: list[Group], summary: dict[str, Any]) -> str:
         lines += ["", "Forward transfer needs single-game reference runs: `crl report ... --reference RUN_DIR ...`."]
 
     per_game = per_game_fields(norm) | ({"forward_transfer": "forward transfer"} if with_ft else {})
-    columns = [f"{g['label']}: {name}" for g in summary["groups"] for name in per_game.values()]
-    lines += ["", "### Per game (mean over seeds)", "",
-              "| game | " + " | ".join(columns) + " |",
-              "|---|" + "---|" * len(summary["groups"]) * len(per_game)]
-    for game in first.games:
-        cells = [_mean_cell([r["metrics"][field].get(game) for r in g["runs"] if r["metrics"].get(field)])
-                 + (CUT_MARK if field.startswith("final_") and _cut(g, game, "final")[0] else "")
-                 for g in summary["groups"] for field in per_game]
-        lines.append(f"| {game} | " + " | ".join(cells) + " |")
+    lines += ["", "### Per game (mean over seeds)", "", "One table per measure: a row per group, a column per game."]
+    for field, name in per_game.items():
+        lines += ["", f"**{name}**", "",
+                  "| group | " + " | ".join(first.games) + " |", "|---|" + "---|" * len(first.games)]
+        for g in summary["groups"]:
+            cells = [_mean_cell([r["metrics"][field].get(game) for r in g["runs"] if r["metrics"].get(field)])
+                     + (CUT_MARK if field.startswith("final_") and _cut(g, game, "final")[0] else "")
+                     for game in first.games]
+            lines.append(f"| {g['label']} | " + " | ".join(cells) + " |")
     lines += _cut_section(summary, first.games, cfg)
 
     lines += [

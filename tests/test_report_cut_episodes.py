@@ -27,9 +27,11 @@ def test_cut_final_scores_are_flagged_in_tables_and_summary(tmp_path: Path) -> N
     assert "### Cut episodes" in text and "include episodes cut by `eval.max_steps`" in text
     assert "| finetune | breakout | 2 of 2 | 2 of 16 |" in text  # final evaluation (block 1); all 8 evaluations
     assert "| finetune | pong | 0 of 2 | 1 of 16 |" in text
-    breakout_row = next(line for line in text.splitlines() if line.startswith("| breakout |"))
-    pong_row = next(line for line in text.splitlines() if line.startswith("| pong |"))
-    assert report.CUT_MARK.strip() in breakout_row and report.CUT_MARK.strip() not in pong_row
+    lines = text.splitlines()
+    table = lines[lines.index("**final return**") + 2:]  # the per-game table of final returns: header, rule, rows
+    header, row = table[0], next(line for line in table if line.startswith("| finetune |"))
+    cells = dict(zip([c.strip() for c in header.strip("|").split("|")], [c.strip() for c in row.strip("|").split("|")]))
+    assert report.CUT_MARK.strip() in cells["breakout"] and report.CUT_MARK.strip() not in cells["pong"]
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["groups"][0]["runs"][0]["cut_episodes"]["final"] == {"pong": [0, 2], "breakout": [2, 2]}
 
