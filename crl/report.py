@@ -431,14 +431,14 @@ def markdown(groups: list[Group], summary: dict[str, Any]) -> str:
 
     with_ft = bool(summary["reference_runs"])
     shown = [(key, label) for key, label in summary_metrics(norm) if key != "average_forward_transfer" or with_ft]
-    headers = [g["label"] + (" (partial)" if g["partial"] else "") for g in summary["groups"]]
     lines += ["", "## Metrics", "",
               "Mean over seeds [95% percentile-bootstrap interval]; the interquartile mean (IQM) with 5 or more seeds.",
-              "", "| metric | " + " | ".join(headers) + " |", "|---|" + "---|" * len(headers)]
-    for key, label in shown:
-        cells = [format_statistic(SeedStatistic(**g["statistics"][key])) for g in summary["groups"]]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines.append("| runs | " + " | ".join(str(g["n_runs"]) for g in summary["groups"]) + " |")
+              "", "| group | " + " | ".join(label for _, label in shown) + " | runs |",
+              "|---|" + "---|" * (len(shown) + 1)]
+    for g in summary["groups"]:
+        cells = [format_statistic(SeedStatistic(**g["statistics"][key])) for key, _ in shown]
+        label = g["label"] + (" (partial)" if g["partial"] else "")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {g['n_runs']} |")
     # the games the normalized averages really cover: those with a final score (the others have no reference scores)
     rated = [g for g in first.games if any((r["metrics"].get(f"final_{norm.key}") or {}).get(g) is not None
                                            for grp in summary["groups"] for r in grp["runs"])]

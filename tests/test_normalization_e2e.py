@@ -111,7 +111,7 @@ def test_report_uses_the_family_names(run):
         metrics = {row["metric"] for row in csv.DictReader(f)}
     assert {f"average_final_{KEY}", f"total_clipped_{KEY}"} <= metrics and not [k for k in metrics if "hns" in k]
     text = (out / "report.md").read_text()
-    assert "| Final average DQN-normalized score |" in text and "| Total clipped DQN-normalized score |" in text
+    assert " Final average DQN-normalized score |" in text and " Total clipped DQN-normalized score |" in text
     assert f"![total clipped DQN-normalized score](total_{KEY}.png)" in text
     assert "Young & Tian 2019" in text
     assert "HNS" not in text and "human-normalized" not in text and "human level" not in text

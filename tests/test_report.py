@@ -314,7 +314,8 @@ def test_minatar_report_names_the_dqn_normalized_score(tmp_path):
     assert {"average_final_dqn_normalized", "total_clipped_dqn_normalized"} <= metrics_rows
     assert not [k for k in metrics_rows if "hns" in k]
     text = (out / "report.md").read_text()
-    assert "| Final average DQN-normalized score |" in text and "final DQN-normalized score" in text
+    assert "| group | Final average return | Final average DQN-normalized score |" in text
+    assert "**final DQN-normalized score**" in text
     assert "(score − random) / (dqn − random)" in text and "Young & Tian 2019" in text
     assert "HNS" not in text and "human" not in text.replace("human-readable", "")
 
