@@ -59,31 +59,45 @@ def export(sweep_dir: Path, dest: Path) -> list[str]:
     return list(finished)
 
 
+def run_usage(entry: dict) -> dict[str, float]:
+    """What one run cost over all its attempts (a run stopped and resumed has several): wall and CPU seconds
+    summed, peak memory the largest; a figure no attempt recorded is left out."""
+    attempts = entry["attempts"]
+    usage = {key: float(sum(a[key] for a in attempts if key in a))
+             for key in ("duration_s", "cpu_s") if any(key in a for a in attempts)}
+    if any("max_rss_mib" in a for a in attempts):
+        usage["max_rss_mib"] = max(a["max_rss_mib"] for a in attempts if "max_rss_mib" in a)
+    return usage
+
+
 def costs(dest: Path) -> str:
     """Per configuration (method and the settings the sweep varied, seeds pooled): runs, wall minutes, CPU minutes
-    and peak memory of the run's process (where the sweep recorded them), and the size of the trained Q-network."""
+    and peak memory of the run's process (per run over all its attempts, where the sweep recorded them), and the
+    size of the trained Q-network; then the whole stage's totals."""
     import numpy as np
 
     state = state_mod.load(dest)
     groups: dict[str, list[tuple[dict, dict]]] = {}
     for name, entry in state["runs"].items():
-        if entry["kind"] != "run":
-            continue
         label = " ".join(f"{k}={v}" for k, v in entry["overrides"].items() if k != "seed")
+        if entry["kind"] != "run":
+            label = "reference runs (single game)"
         network = json.loads((state_mod.run_dir(dest, name) / "network.json").read_text())
-        groups.setdefault(label, []).append((entry, network))
+        groups.setdefault(label, []).append((run_usage(entry), network))
     lines = ["| configuration | runs | wall min | CPU min | peak RSS MiB | Q-network values |", "|---|---|---|---|---|---|"]
     for label, runs in groups.items():
-        attempts = [a for entry, _ in runs for a in entry["attempts"] if a.get("returncode") == 0]
-
         def mean(key: str, scale: float = 1.0) -> str:
-            values = [a[key] / scale for a in attempts if key in a]
+            values = [usage[key] / scale for usage, _ in runs if key in usage]
             return f"{np.mean(values):.1f}" + (f" ({len(values)} runs)" if 0 < len(values) < len(runs) else "") \
                 if values else "not recorded"
 
         sizes = sorted({n["q_net_values"] for _, n in runs})
         lines.append(f"| {label} | {len(runs)} | {mean('duration_s', 60)} | {mean('cpu_s', 60)} | "
                      f"{mean('max_rss_mib')} | {', '.join(f'{s:,}' for s in sizes)} |")
+    usages = [run_usage(entry) for entry in state["runs"].values()]
+    cpu = [u["cpu_s"] for u in usages if "cpu_s" in u]
+    lines.append(f"| all | {len(usages)} | {sum(u.get('duration_s', 0) for u in usages) / 60:.1f} in all | "
+                 f"{sum(cpu) / 60:.1f} in all ({len(cpu)} runs recorded) | | |")
     return "\n".join(lines)
 
 
