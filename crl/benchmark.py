@@ -93,11 +93,12 @@ class Stopwatch:
 def time_learning(model: Any, env_steps: int) -> dict[str, float]:
     """Rates of ``model.learn`` (any SB3 DQN) over ``env_steps`` more env steps: env steps per second, env steps
     per CPU-second of this process, gradient updates per second."""
-    updates = model._n_updates
+    updates, start = model._n_updates, model.num_timesteps
     with Stopwatch(model.device) as clock:
         model.learn(env_steps, reset_num_timesteps=False)
+    steps = model.num_timesteps - start  # learn rounds up to whole vector steps (and train_freq rounds, for SB3)
     return {
-        "env_steps_per_s": env_steps / clock.seconds,
-        "env_steps_per_cpu_s": env_steps / clock.cpu_seconds,
+        "env_steps_per_s": steps / clock.seconds,
+        "env_steps_per_cpu_s": steps / clock.cpu_seconds,
         "updates_per_s": (model._n_updates - updates) / clock.seconds,
     }

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
+import math
 import resource
 import subprocess
 import sys
@@ -135,20 +136,22 @@ def build_continual(args: argparse.Namespace, variant: Variant, env: Any, games:
 
 
 def time_network_only(model: Any, env_steps: int) -> dict[str, float]:
-    """What the same ``env_steps`` cost in network work alone: one acting forward per vector step and the agent's
-    gradient steps (minibatch sampling included) at its replay ratio, with no env, replay writes or SB3 loop. No
-    implementation that trains this network at this replay ratio can be faster: the bound on any speed-up."""
-    vector_steps = env_steps // model.n_envs
-    obs = model.replay_buffer.sample(model.n_envs).observations
+    """What ``model.learn(env_steps)`` costs in this agent's network work alone: one acting forward per vector step
+    and the agent's gradient steps (its own minibatch sampling included), in the same whole rounds of ``n_envs x
+    train_freq`` steps that ``learn`` takes, with no env, no replay writes and no SB3 loop (target copies left
+    out). A floor for this code: only a leaner sampler or network step could go below it."""
+    phases = math.ceil(env_steps / (model.n_envs * model.train_freq.frequency))
+    obs = model.replay_buffer.sample(model.n_envs).observations.cpu().numpy()
     updates = model._n_updates
     with Stopwatch(model.device) as clock:
-        for step in range(1, vector_steps + 1):
-            model.predict(obs)
-            if step % model.train_freq.frequency == 0:
-                model.train(model.gradient_steps, model.batch_size)
+        for _ in range(phases):
+            for _ in range(model.train_freq.frequency):
+                model.predict(obs)
+            model.train(model.gradient_steps, model.batch_size)
+    steps = phases * model.n_envs * model.train_freq.frequency
     return {
-        "env_steps_per_s": env_steps / clock.seconds,
-        "env_steps_per_cpu_s": env_steps / clock.cpu_seconds,
+        "env_steps_per_s": steps / clock.seconds,
+        "env_steps_per_cpu_s": steps / clock.cpu_seconds,
         "updates_per_s": (model._n_updates - updates) / clock.seconds,
     }
 
