@@ -16,6 +16,7 @@ calls it, and it imports nothing above ``agents``. A subclass that sets ``name``
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
@@ -209,7 +210,8 @@ class Method:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         for attr, value in vars(cls).items():
-            if callable(value) and attr.startswith(HOOK_PREFIXES) and attr not in HOOKS:
+            if callable(value) and attr not in HOOKS and (
+                    attr.startswith(HOOK_PREFIXES) or difflib.get_close_matches(attr, HOOKS, n=1, cutoff=0.85)):
                 raise TypeError(f"{cls.__qualname__}.{attr} looks like a hook but the training loop never calls it; "
                                 f"the hooks are {', '.join(HOOKS)}")
         if "name" in vars(cls):

@@ -78,7 +78,8 @@ def test_a_taken_name_is_an_error(scratch_names) -> None:
     assert METHODS["ewc"].__module__ == "crl.methods.ewc"
 
 
-@pytest.mark.parametrize("misspelt", ["after_tasks", "before_step", "on_transitions", "on_episode_end"])
+@pytest.mark.parametrize("misspelt", ["after_tasks", "before_step", "on_transitions", "on_episode_end", "penality",
+                                      "scalar", "q_network_specs"])
 def test_a_hook_the_loop_never_calls_is_an_error_at_definition(scratch_names, misspelt: str) -> None:
     with pytest.raises(TypeError, match=rf"{misspelt} looks like a hook .* before_task, after_task, on_transition"):
         type("Misspelt", (Method,), {"name": "test-misspelt", misspelt: lambda self, ctx, task: None})
