@@ -325,7 +325,7 @@ def validate(cfg: Any) -> None:
     try:
         cfg.fmn.validate()
     except ValueError as e:
-        raise ConfigError(f"fmn: {e}") from e
+        raise ConfigError(f"fmn.{e}") from e
     for name in METHODS:  # every section, the inactive ones too: a config.yaml holds no value out of range
         section = section_name(name)
         if hasattr(cfg, section):

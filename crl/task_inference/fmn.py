@@ -32,43 +32,41 @@ agent steps show nearly the same screen, so skipping them loses little and divid
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from agents.method import check_field, param
+
 
 @dataclass
 class ForgetMeNotParams:
-    """Task-recognition settings; defaults follow the EWC paper's Table 2 where it gives a value."""
+    """Task-recognition settings (the ``fmn`` config section); defaults follow the EWC paper's Table 2 where it
+    gives a value."""
 
-    frame_shape: tuple[int, int] = (84, 84)  # frames as the agent sees them (newest frame of the stack)
-    downscale: int = 2  # "model downscaling 2": 84x84 frames are modelled at 42x42 (block means)
-    bins: int = 16  # intensity levels per pixel (not in the paper)
-    concentration: float = 0.05  # symmetric Dirichlet prior per level (not in the paper)
-    update_every: int = 4  # "model update period 4": one observed frame in 4 is evidence
-    window: int = 4  # "size window 4": evidence frames a fresh model must explain to become a task
-    new_task_margin: float = 0.0  # nats by which a fresh model must lead every task (0: the paper's MAP rule)
+    frame_shape: tuple[int, int] = param((84, 84), "height, width of the frames as the agent sees them (newest frame)",
+                                         low=1)
+    downscale: int = param(2, "model downscaling: frames are modelled at frame_shape / downscale (paper: 2)", low=1)
+    bins: int = param(16, "intensity levels per pixel (not in the paper)", low=2, high=256)
+    concentration: float = param(0.05, "symmetric Dirichlet prior per level (not in the paper)", low=0, low_open=True)
+    update_every: int = param(4, "model update period: one observed frame in this many is evidence (paper: 4)", low=1)
+    window: int = param(4, "evidence frames a fresh model must explain to become a task (paper: 4)", low=1)
+    new_task_margin: float = param(0.0, "nats by which a fresh model must lead every task (0: the paper's MAP rule)",
+                                   low=0)
 
     def __post_init__(self) -> None:
         self.frame_shape = tuple(int(side) for side in self.frame_shape)  # a YAML config gives a list
 
     def validate(self) -> None:
-        """Raise ValueError naming the parameter when a value is out of range."""
-        if len(self.frame_shape) != 2 or min(self.frame_shape) < 1:
+        """Raise ValueError naming the parameter when a value has the wrong type or is out of range."""
+        for spec in dataclasses.fields(self):
+            check_field(spec, getattr(self, spec.name))
+        if len(self.frame_shape) != 2:
             raise ValueError(f"frame_shape must be two positive sides, got {self.frame_shape}")
-        if self.downscale < 1 or any(side % self.downscale for side in self.frame_shape):
-            raise ValueError(f"downscale must be >= 1 and divide frame_shape {self.frame_shape}, got {self.downscale}")
-        if not 2 <= self.bins <= 256:
-            raise ValueError(f"bins must be in [2, 256], got {self.bins}")
-        if self.concentration <= 0:
-            raise ValueError(f"concentration must be > 0, got {self.concentration}")
-        if self.update_every < 1:
-            raise ValueError(f"update_every must be >= 1, got {self.update_every}")
-        if self.window < 1:
-            raise ValueError(f"window must be >= 1, got {self.window}")
-        if self.new_task_margin < 0:
-            raise ValueError(f"new_task_margin must be >= 0, got {self.new_task_margin}")
+        if any(side % self.downscale for side in self.frame_shape):
+            raise ValueError(f"downscale must divide frame_shape {list(self.frame_shape)}, got {self.downscale}")
 
 
 class ForgetMeNot:
