@@ -182,7 +182,9 @@ def test_ctrl_c_in_the_first_seconds_is_one_line(tmp_path, delay):
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
+    # 130, or ended by the signal itself (a shell shows both as 130): in about one start in ten under load CPython
+    # ends a process whose Ctrl-C landed in its imports by re-raising SIGINT after our handler's line
+    assert proc.returncode in (130, -signal.SIGINT) and "Traceback" not in err, err[-2000:]
     assert "interrupted" in err or "SIGINT" in err
 
 
