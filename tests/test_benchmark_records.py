@@ -61,3 +61,19 @@ def test_every_table_row_of_the_results_page_is_regenerated(tmp_path):
     assert rows, f"{PAGE} quotes no table"
     missing = [row for row in rows if row not in generated]
     assert not missing, f"rows of {PAGE.name} that no regenerated table has: {missing[:3]}"
+
+
+def test_progressive_networks_lose_nothing_to_other_games_in_the_committed_runs():
+    """The issue's first sanity check, on the benchmark's own records: a game's return after a block that trained
+    another game equals its return before that block, exactly (its column is frozen and evaluation is seeded)."""
+    from crl import rundir
+
+    runs = sorted((RESULTS / "test" / "runs").glob("progressive-s*"))
+    assert len(runs) >= 3, runs
+    for run in runs:
+        header, rows = rundir.read_retention(run / "retention.csv")
+        trained = [b["game"] for b in rundir.read_jsonl(run / "blocks.jsonl")]
+        for block in range(1, len(rows)):
+            for column, game in enumerate(header):
+                if trained[block] != game and game in trained[:block]:
+                    assert rows[block][column] == rows[block - 1][column], (run.name, block, game)
