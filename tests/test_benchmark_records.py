@@ -24,6 +24,13 @@ PAGE = ROOT / "docs" / "results" / "minatar.md"
 STAGES = ("tune", "test")
 
 
+@pytest.fixture(scope="module")
+def regenerated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Each stage's report regenerated from its committed records alone, once for the module's tests."""
+    tmp_path = tmp_path_factory.mktemp("regenerated")
+    return {stage: regenerate(stage, tmp_path) for stage in STAGES}
+
+
 def regenerate(stage: str, tmp_path: Path) -> Path:
     """Copy a stage's records (not its report) to ``tmp_path`` and report over them; the new report directory."""
     copy = tmp_path / stage
@@ -42,17 +49,17 @@ def numbers(summary: dict) -> list:
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_committed_records_reproduce_the_committed_summary(stage, tmp_path):
+def test_committed_records_reproduce_the_committed_summary(stage, regenerated):
     committed = sorted((RESULTS / stage / "report").rglob("summary.json"))
     assert committed, f"no committed report under {RESULTS / stage}"
-    new = regenerate(stage, tmp_path)
+    new = regenerated[stage]
     for path in committed:
         again = new / path.relative_to(RESULTS / stage / "report")
         assert numbers(json.loads(again.read_text())) == numbers(json.loads(path.read_text())), path
 
 
-def test_every_table_row_of_the_results_page_is_regenerated(tmp_path):
-    generated = "\n".join((regenerate(stage, tmp_path) / "report.md").read_text() for stage in STAGES)
+def test_every_table_row_of_the_results_page_is_regenerated(regenerated):
+    generated = "\n".join((regenerated[stage] / "report.md").read_text() for stage in STAGES)
     proc = subprocess.run([sys.executable, "scripts/export_records.py", "--costs", str(RESULTS / "test")],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr

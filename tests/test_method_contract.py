@@ -5,8 +5,8 @@
   outside them (derived from the declaration) are a ValueError naming the field;
 * its hooks on a tiny real agent: ``before_task``/``after_task`` over two tasks, a penalty that is None or a finite
   scalar with a gradient, and a ``save``/``load`` round trip that restores its state, its generator and its penalty;
-* the agent acts with what it has learned (both optimizers, with and without task modulation where it applies, on
-  every game family): after two games of a few dozen gradient steps each, the Q-values used for acting, for
+* the agent acts with what it has learned (on every game family, with and without task modulation where it
+  applies; both optimizers on MinAtar, Adam on Atari, since optimizer state handling does not depend on the torso): after two games of a few dozen gradient steps each, the Q-values used for acting, for
   evaluation, for the Double DQN argmax and by the target network equal a fresh forward of the current parameters
   (a network rebuilt from the spec and the state dict: no cache can hide there); every parameter the network reports
   as trainable changed during the second game and every other one is bit-identical; the same after ``save``/``load``
@@ -50,7 +50,7 @@ CASES = [
     pytest.param(family, method, optimizer, modulation, id=f"{family}-{method}-{optimizer}{'-mod' if modulation else ''}")
     for family in FAMILIES
     for method in SHIPPED
-    for optimizer in ("adam", "rmsprop")
+    for optimizer in (("adam", "rmsprop") if family == "minatar" else ("adam",))  # optimizer code: family-blind
     for modulation in ((False, True) if takes_task_modulation(method) else (False,))
 ]
 
