@@ -31,9 +31,15 @@ ENDLESS = ["--games", GAMES, "--steps-per-game", "1000000", "--eval-every", "0",
            "--set", "agent.learning_starts=100", "--set", "agent.buffer_size=1000"]
 
 
+def default_sigint() -> None:
+    """In the child: Ctrl-C as at a terminal. A test run from a background job inherits SIGINT ignored, and Python
+    then installs no KeyboardInterrupt handler, so a Ctrl-C test would see the run finish."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(*args: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    return subprocess.Popen([sys.executable, "-m", "crl", *args], cwd=REPO, env=env,
+    return subprocess.Popen([sys.executable, "-m", "crl", *args], cwd=REPO, env=env, preexec_fn=default_sigint,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
