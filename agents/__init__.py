@@ -6,7 +6,3 @@ from agents.networks import NETWORKS, ConvQNetwork, TaskQNetwork, build_q_networ
 
 __all__ = ["METHODS", "NETWORKS", "ContinualDQN", "ContinualQPolicy", "ConvQNetwork", "HookContext", "Method",
            "MethodParams", "TaskInfo", "TaskQNetwork", "build_q_network", "register_network"]
-
-# Network kinds register themselves with @register_network on import; one line per module below.
-from agents import progressive  # noqa: F401
-from agents import hypernet  # noqa: F401

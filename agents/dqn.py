@@ -31,9 +31,9 @@ from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.type_aliases import ReplayBufferSamples, Schedule
 from stable_baselines3.dqn.policies import DQNPolicy
 
-from agents.method import METHODS, FineTune, HookContext, Method, TaskInfo, seed_of
+from agents.method import METHODS, FineTune, HookContext, Method, TaskInfo, method_class, seed_of
 from agents.networks import TaskQNetwork, build_q_network
-from agents.replay import FrameReplayBuffer, sample_with
+from agents.frame_buffer import FrameReplayBuffer, sample_with
 
 METHOD_FILE = "continual_method.pt"  # not .pth: SB3 loads every .pth in the zip as weights
 GENERATOR_STREAM = 0x686F6F6B  # separates the hooks' generator from other streams seeded by (seed, block)
@@ -49,17 +49,6 @@ class BufferTap:
     def add(self, *transition: Any) -> None:
         self.added = transition  # (obs, next_obs, actions, rewards, dones, infos)
         self.buffer.add(*transition)
-
-
-def registered_name(method_class: str) -> str | None:
-    """The registered name of a method saved as ``"module:qualname"`` (older saves): the class at that path, else
-    the only registered class of that qualname (methods moved between modules); None if neither."""
-    module, _, qualname = method_class.partition(":")
-    for matches in ([n for n, c in METHODS.items() if (c.__module__, c.__qualname__) == (module, qualname)],
-                    [n for n, c in METHODS.items() if c.__qualname__ == qualname]):
-        if len(matches) == 1:
-            return matches[0]
-    return None
 
 
 class ContinualQPolicy(DQNPolicy):
@@ -204,8 +193,10 @@ class ContinualDQN(DQN):
     def load(cls, path: str | os.PathLike, env: Any = None, device: th.device | str = "auto", **kwargs: Any) -> "ContinualDQN":  # type: ignore[override]
         """Load an agent saved by :meth:`save`, its method and task structure included.
 
-        A zip that :meth:`save` did not write (a stock stable-baselines3 save, a damaged file), or one whose method
-        is not registered (its module not imported), is a ValueError naming the file and what it lacks.
+        The method is found by its saved name (:func:`agents.method.method_class`: registered, or declared in the
+        ``crl.methods`` entry-point group), so nothing needs importing first. A zip that :meth:`save` did not write
+        (a stock stable-baselines3 save, a damaged file), or one whose method no installed package provides, is a
+        ValueError naming the file and what it lacks.
         """
         try:
             with zipfile.ZipFile(path) as archive:
@@ -215,16 +206,14 @@ class ContinualDQN(DQN):
                 blob = th.load(io.BytesIO(archive.read(METHOD_FILE)), map_location="cpu", weights_only=False)
         except zipfile.BadZipFile as e:
             raise ValueError(f"{path} is not a ContinualDQN save: {e}") from e
-        name = blob["name"] if "name" in blob else registered_name(blob["class"])
-        if name not in METHODS:
-            saved = repr(name) if name is not None else f"class {blob['class']!r}"
-            raise ValueError(f"{path} holds method {saved}, which is not registered; known methods: "
-                             f"{', '.join(sorted(METHODS))} (import the module that defines it, e.g. crl.methods)")
-        method = METHODS[name](blob["params"])
+        try:
+            method_cls = method_class(blob["name"])
+        except ValueError as e:
+            raise ValueError(f"{path} holds method {blob['name']!r}, which no installed package provides: {e}") from e
+        method = method_cls(blob["params"])
         method.load_state_dict(blob["state"])
         model = super().load(path, env=env, device=device, method=method, **kwargs)
-        if "generator" in blob:
-            model.method_generator.set_state(blob["generator"])
+        model.method_generator.set_state(blob["generator"])
         return model  # type: ignore[return-value]
 
     # --- task switching --------------------------------------------------------------------------------

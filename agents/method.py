@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.metadata
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
@@ -188,10 +189,18 @@ def register(cls: type["Method"]) -> type["Method"]:
     return cls
 
 
+ENTRY_POINTS = "crl.methods"  # the entry-point group where packages (crl itself included) declare their methods
+
+
 def method_class(name: str) -> type["Method"]:
-    """The registered method called ``name``; an unknown name is a ValueError listing the known ones."""
+    """The method called ``name``: registered already, or found in the ``crl.methods`` entry-point group, whose
+    object is loaded (defining the class registers it). An unknown name is a ValueError listing the known ones."""
     if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; known methods: {', '.join(sorted(METHODS))}")
+        for entry in importlib.metadata.entry_points(group=ENTRY_POINTS, name=name):
+            entry.load()
+    if name not in METHODS:
+        known = sorted({*METHODS, *(e.name for e in importlib.metadata.entry_points(group=ENTRY_POINTS))})
+        raise ValueError(f"unknown method {name!r}; known methods: {', '.join(known)}")
     return METHODS[name]
 
 

@@ -14,10 +14,10 @@ from typing import Any
 import torch as th
 
 from agents import ContinualDQN
-from crl.config import RunConfig
+from crl.run.config import RunConfig
 from crl.methods import TaskInfo
-from crl.trainer import build_agent
-from crl.config import env_options
+from crl.run.agent import build_agent
+from crl.run.config import env_options
 from envs import make_vec_env
 
 

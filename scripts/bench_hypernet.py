@@ -1,11 +1,11 @@
 """Benchmark: DQN gradient steps/s and acting steps/s of the hypernetwork method against fine-tuning.
 
-Both agents come from the same resolved configuration (``crl.config``, the trainer's ``build_agent``), so they
+Both agents come from the same resolved configuration (``crl.run.config``, the trainer's ``build_agent``), so they
 differ only in the method. Each plays ``--games`` in order for a short block (enough to fill the replay warm-up);
 the timings are taken on the last game, where the hypernetwork's output regularizer covers every earlier game.
 Prints one line per method and a JSON summary (with the chunk size and compression ratio used).
 
-    python scripts/bench_hypernet.py                      # Nature CNN, defaults of crl.config, CPU
+    python scripts/bench_hypernet.py                      # Nature CNN, defaults of crl.run.config, CPU
     python scripts/bench_hypernet.py --set hypernet.chunk_size=4000 --device cuda --games Pong,Breakout,Seaquest
 """
 
@@ -17,9 +17,9 @@ from typing import Any
 
 import torch as th
 
-from crl import config as config_mod
+from crl.run import config as config_mod
 from crl.benchmark import Stopwatch, agent_with_stored_tasks
-from crl.trainer import resolve_device
+from crl.run.agent import resolve_device
 
 
 def bench_method(cfg: dict[str, Any], device: str, gradient_steps: int, acting_steps: int) -> dict[str, Any]:

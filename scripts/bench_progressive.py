@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch as th
 
-from crl import config
+from crl.run import config
 from crl.benchmark import time_learning, walk_tasks
-from crl.trainer import resolve_device
+from crl.run.agent import resolve_device
 
 
 def main() -> None:

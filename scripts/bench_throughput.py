@@ -38,8 +38,8 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
 from agents.networks import torso_for
-from agents.replay import FrameReplayBuffer
-from crl import config
+from agents.frame_buffer import FrameReplayBuffer
+from crl.run import config
 from crl.benchmark import Stopwatch, agent_with_stored_tasks, time_learning
 from crl.methods import METHODS
 from envs import game_family, make_vec_env, resolve_game

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch as th
 
-from crl import rundir
+from crl.run import rundir
 from crl.sweep import state as state_mod
 
 RECORDS = ("config.yaml", "evals.jsonl", "blocks.jsonl", "retention.csv", "metrics.json", "run.json", "resumes.jsonl")

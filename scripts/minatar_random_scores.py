@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from crl.rundir import atomic_write
+from crl.run.rundir import atomic_write
 from envs import MINATAR_GAMES, MINATAR_PREFIX, make_minatar_vec_env, resolve_game
 
 REPO = Path(__file__).resolve().parents[1]

@@ -2,7 +2,7 @@
 game sequence, and single-game agents whose summed score is the ceiling.
 
 Every frame count of the paper's schedule is divided by ``--scale`` (preset ``ewc-atari-2017-scaled-<S>``, see
-crl/presets.py). Each run is a ``python -m crl train`` subprocess, one after another; then ``python -m crl report``
+crl/run/presets.py). Each run is a ``python -m crl train`` subprocess, one after another; then ``python -m crl report``
 over the sequence runs with the single-game runs as references, and a comparison of total clipped human-normalized
 scores (the paper's metric) written to OUT/comparison.md. Rerunning the same command resumes: finished runs (with
 metrics.json) are skipped, interrupted ones continue from their last checkpoint (``crl train --resume``), and a run
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from crl import presets
+from crl.run import presets
 from envs import resolve_game
 
 REPO = Path(__file__).resolve().parents[1]

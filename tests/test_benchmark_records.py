@@ -73,7 +73,7 @@ def test_every_table_row_of_the_results_page_is_regenerated(regenerated):
 def test_progressive_networks_lose_nothing_to_other_games_in_the_committed_runs():
     """The issue's first sanity check, on the benchmark's own records: a game's return after a block that trained
     another game equals its return before that block, exactly (its column is frozen and evaluation is seeded)."""
-    from crl import rundir
+    from crl.run import rundir
 
     runs = sorted((RESULTS / "test" / "runs").glob("progressive-s*"))
     assert len(runs) >= 3, runs

@@ -13,11 +13,11 @@ import torch as th
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from agents import ContinualDQN
-from crl.config import resolve
+from crl.run.config import resolve
 from crl.methods import TaskInfo, make_method
 from crl.methods.distill import Distill, distillation_loss
 from crl.methods.memory import sample_by_task
-from crl.trainer import build_agent
+from crl.run.agent import build_agent
 from envs import make_atari_vec_env
 from tests.test_replay_method import assert_same_run, train_and_resume_mid_block
 

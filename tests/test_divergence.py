@@ -5,9 +5,10 @@ from dataclasses import dataclass
 import pytest
 import torch as th
 
-from crl import config
+from crl.run import config
 from crl.methods import METHODS, Method, MethodParams, register
-from crl.trainer import ContinualTrainer, TrainingDiverged
+from crl.run.callbacks import TrainingDiverged
+from crl.run.loop import ContinualTrainer
 
 
 @dataclass

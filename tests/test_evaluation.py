@@ -1,12 +1,12 @@
 """Evaluation on real ALE games: the inferred task id is chosen per episode, and episodes cut by
-``eval.max_steps`` are counted (crl/evaluation.py)."""
+``eval.max_steps`` are counted (crl/run/evaluation.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch as th
 
-from crl.evaluation import play_episodes
+from crl.run.evaluation import play_episodes
 import pytest
 
 pytestmark = pytest.mark.e2e  # real games end to end: `-m "not e2e"` skips them

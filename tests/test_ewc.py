@@ -13,9 +13,9 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from torch import nn
 
 from agents.networks import ConvQNetwork, TaskQNetwork
-from agents.replay import sample_with
+from agents.frame_buffer import sample_with
 from crl.methods import make_method
-from crl.methods.base import HookContext, TaskInfo
+from agents.method import HookContext, TaskInfo
 from crl.methods.anchored import ONLINE, Anchor, FoldedQuadratic, flatten
 from crl.methods.ewc import EWC
 from crl.methods.l2 import L2
@@ -39,7 +39,7 @@ class TinyQNetwork(TaskQNetwork):
 
 
 class IndexedReplayBuffer(ReplayBuffer):
-    """SB3's buffer with the ``samples_at`` of ``agents.replay.FrameReplayBuffer`` (what the Fisher draws through)."""
+    """SB3's buffer with the ``samples_at`` of ``agents.frame_buffer.FrameReplayBuffer`` (what the Fisher draws through)."""
 
     def samples_at(self, batch_inds: Any, env_inds: Any) -> SimpleNamespace:
         b, e = np.asarray(batch_inds), np.asarray(env_inds)

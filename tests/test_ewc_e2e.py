@@ -11,7 +11,7 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from agents import ContinualDQN
-from crl import cli
+from crl.cli import main as cli
 from crl.methods import TaskInfo, make_method
 from envs import make_atari_vec_env
 

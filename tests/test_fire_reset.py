@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crl import config, presets
+from crl.run import config, presets
 from envs import make_atari_vec_env
 
 pytestmark = pytest.mark.e2e  # real games end to end: `-m "not e2e"` skips them

@@ -1,4 +1,4 @@
-"""Known-answer checks of the per-sample diagonal Fisher (crl/fisher.py)."""
+"""Known-answer checks of the per-sample diagonal Fisher (crl/methods/fisher.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from gymnasium import spaces
 from torch import nn
 
 from agents.networks import ConvQNetwork
-from crl.fisher import diagonal_fisher, per_sample_log_likelihood_grads
+from crl.methods.fisher import diagonal_fisher, per_sample_log_likelihood_grads
 
 
 

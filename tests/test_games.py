@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from crl.config import ConfigError, env_options, resolve
+from crl.run.config import ConfigError, env_options, resolve
 from envs import UnknownGameError, check_one_family, game_family, known_games, resolve_game
 from tests.conftest import run_crl
 

@@ -11,10 +11,10 @@ import pytest
 import torch as th
 from gymnasium import spaces
 
-from agents.hypernet import HyperQNetwork
+from agents.networks.hyper_q import HyperQNetwork
 from agents.networks import ConvQNetwork, build_q_network
 from crl.methods import make_method
-from crl.methods.base import HookContext, Method, TaskInfo
+from agents.method import HookContext, Method, TaskInfo
 from crl.task_inference.entropy import infer_task_id, softmax_entropy
 
 ATARI_OBS = spaces.Box(0, 255, (4, 84, 84), np.uint8)

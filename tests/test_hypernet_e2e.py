@@ -13,7 +13,7 @@ import torch as th
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from agents import ContinualDQN
-from crl.evaluation import play_episodes
+from crl.run.evaluation import play_episodes
 from crl.methods import TaskInfo, make_method
 from crl.task_inference.entropy import infer_task_id
 from envs import make_atari_vec_env

@@ -24,9 +24,9 @@ import pytest
 import torch as th
 
 from agents import ContinualDQN, HookContext, TaskQNetwork, build_q_network
-from crl.config import resolve
+from crl.run.config import resolve
 from crl.methods import METHODS, TaskInfo
-from crl.trainer import build_agent
+from crl.run.agent import build_agent
 from envs import make_vec_env
 
 SHIPPED = sorted(name for name, cls in METHODS.items() if cls.__module__.startswith(("crl.", "agents.")))

@@ -1,11 +1,14 @@
-"""The method registry and the layering under it: methods register by name when defined, a misspelt hook is an error
-at definition, a saved agent finds its method by name (older saves by class path), and ``agents``/``envs`` import
-nothing from ``crl``."""
+"""The method registry: methods register by name when defined, a misspelt hook is an error at definition, and a
+saved agent finds its method by name, registered or declared in the ``crl.methods`` entry-point group (crl's own in
+setup.cfg, a third party's in its package metadata), in an interpreter that imported nothing else."""
 
 from __future__ import annotations
 
-import ast
+import importlib.metadata
 import io
+import subprocess
+import sys
+import textwrap
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +21,7 @@ import crl.methods
 from agents import ContinualDQN
 from agents.dqn import METHOD_FILE
 from crl.methods import METHODS, Method, MethodParams, make_method
-from crl.methods.base import param
+from agents.method import param
 from envs import make_vec_env
 
 REPO = Path(__file__).resolve().parents[1]
@@ -139,23 +142,7 @@ def test_save_stores_the_registered_name_and_load_uses_it(tmp_path: Path) -> Non
 def test_a_name_not_in_the_registry_is_one_clear_error(tmp_path: Path) -> None:
     path = saved_agent(tmp_path)
     rewrite_method_blob(path, lambda record: {**record, "name": "ghost"})
-    with pytest.raises(ValueError, match=r"holds method 'ghost', which is not registered; known methods: .*ewc"):
-        ContinualDQN.load(path, device="cpu")
-
-
-@pytest.mark.parametrize("saved_class, method", [("crl.methods.ewc:L2", "l2"),
-                                                 ("crl.methods.base:FineTune", "finetune")])  # FineTune moved
-def test_an_older_save_by_class_path_maps_to_the_name(tmp_path: Path, saved_class: str, method: str) -> None:
-    path = saved_agent(tmp_path, method)
-    rewrite_method_blob(path, lambda record: {"class": saved_class, "params": record["params"],
-                                              "state": record["state"]})
-    assert type(ContinualDQN.load(path, device="cpu").method) is METHODS[method]
-
-
-def test_an_older_save_of_an_unknown_class_is_one_clear_error(tmp_path: Path) -> None:
-    path = saved_agent(tmp_path)
-    rewrite_method_blob(path, lambda record: {"class": "gone.module:Ghost", "params": {}, "state": {}})
-    with pytest.raises(ValueError, match=r"holds method class 'gone.module:Ghost', which is not registered"):
+    with pytest.raises(ValueError, match=r"holds method 'ghost', which no installed package provides: .*known methods: .*ewc"):
         ContinualDQN.load(path, device="cpu")
 
 
@@ -167,27 +154,6 @@ def test_an_unregistered_method_cannot_be_saved(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="Anonymous is not a registered method"):
         agent.save(tmp_path / "agent.zip")
     assert not (tmp_path / "agent.zip").exists()
-
-
-# --- layering ----------------------------------------------------------------------------------------------------
-def imported_modules(source: str) -> set[str]:
-    """Every module a Python source imports, at any depth of the file (lazy imports in functions included)."""
-    modules = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            modules.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            modules.add("." * node.level + (node.module or ""))
-    return modules
-
-
-@pytest.mark.parametrize("package", ["agents", "envs"])
-def test_agents_and_envs_import_nothing_from_crl(package: str) -> None:
-    files = sorted((REPO / package).rglob("*.py"))
-    assert files
-    offending = {f"{path.relative_to(REPO)}: {module}" for path in files
-                 for module in imported_modules(path.read_text()) if module == "crl" or module.startswith("crl.")}
-    assert not offending, offending
 
 
 def test_the_readme_method_table_is_the_registry_s() -> None:
@@ -225,3 +191,74 @@ def test_the_agent_calls_the_hooks_a_method_overrides_and_skips_the_others() -> 
     assert counting.transitions == 16
     assert not Counting.overrides("penalty")
     env.close()
+
+
+# --- methods found by entry points --------------------------------------------------------------------------------
+def run_python(code: str, pythonpath: list[Path]) -> subprocess.CompletedProcess:
+    """``code`` in a fresh interpreter with ``pythonpath`` first on sys.path."""
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(map(str, pythonpath))}
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_every_crl_method_is_declared_in_the_entry_point_group() -> None:
+    """setup.cfg declares each registered method under its name (after a change there: pip install -e . again)."""
+    declared = {e.name: e.value for e in importlib.metadata.entry_points(group="crl.methods")}
+    crl_methods = {name: f"{cls.__module__}:{cls.__qualname__}" for name, cls in METHODS.items()
+                   if cls.__module__.startswith(("crl.", "agents."))}
+    assert {name: declared.get(name) for name in crl_methods} == crl_methods
+
+
+def test_a_saved_ewc_agent_loads_in_a_fresh_interpreter_with_nothing_else_imported(tmp_path: Path) -> None:
+    agent = ContinualDQN(make_vec_env("minatar/breakout", seed=0), method=make_method("ewc"), buffer_size=100,
+                         learning_starts=10, network={"task_modulation": True}, device="cpu")
+    agent.save(tmp_path / "model.zip")
+    result = run_python(f"""
+        import sys
+        from agents import ContinualDQN
+        assert "crl.methods" not in sys.modules
+        agent = ContinualDQN.load({str(tmp_path / "model.zip")!r}, device="cpu")
+        print(type(agent.method).__module__, agent.method.name)
+    """, [REPO])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["crl.methods.ewc", "ewc"]
+
+
+def test_a_third_party_package_ships_a_method_through_the_entry_point_group(tmp_path: Path) -> None:
+    """A package that declares its method in ``crl.methods`` (here: a module and its dist-info, made for the test)
+    is a ``--method`` choice once crl.methods is imported, and its saved agents load without importing it."""
+    (tmp_path / "tiny_method.py").write_text(textwrap.dedent("""
+        from dataclasses import dataclass
+        from agents.method import Method, MethodParams, param
+
+        class Tiny(Method):
+            name = "test-tiny-third-party"
+
+            @dataclass
+            class Params(MethodParams):
+                rate: float = param(0.5, "a rate", low=0, high=1)
+    """))
+    info = tmp_path / "tiny_method-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tiny-method\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[crl.methods]\ntest-tiny-third-party = tiny_method:Tiny\n")
+    model = tmp_path / "model.zip"
+    saved = run_python(f"""
+        import crl.methods
+        from agents import ContinualDQN
+        from envs import make_vec_env
+        assert "test-tiny-third-party" in crl.methods.METHODS
+        method = crl.methods.make_method("test-tiny-third-party", {{"rate": 0.25}})
+        ContinualDQN(make_vec_env("minatar/breakout", seed=0), method=method, buffer_size=100,
+                     device="cpu").save({str(model)!r})
+    """, [tmp_path, REPO])
+    assert saved.returncode == 0, saved.stderr
+    loaded = run_python(f"""
+        import sys
+        from agents import ContinualDQN
+        agent = ContinualDQN.load({str(model)!r}, device="cpu")
+        assert "crl.methods" not in sys.modules
+        print(type(agent.method).__module__, agent.method.params.rate)
+    """, [tmp_path, REPO])
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.split() == ["tiny_method", "0.25"]

@@ -15,7 +15,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.preprocessing import is_image_space, is_image_space_channels_first
 
-from crl.normalization import minatar_reference_scores, normalized_score, score_name
+from crl.analysis.normalization import minatar_reference_scores, normalized_score, score_name
 from envs import (
     MINATAR_GAMES,
     AtariVecEnv,

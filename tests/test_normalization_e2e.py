@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from crl import rundir
+from crl.run import rundir
 from tests.conftest import REPO, TINY, run_crl
 
 pytestmark = pytest.mark.e2e  # real games end to end: `-m "not e2e"` skips them

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from crl import config, presets
-from crl.cli import build_parser, resolve_train_config
+from crl.run import config, presets
+from crl.cli.main import build_parser, resolve_train_config
 
 REPO = Path(__file__).resolve().parents[1]
 SCALED_KEYS = ("steps_per_game", "ewc.min_task_steps", "agent.learning_starts", "agent.exploration_steps", "eval.every")
@@ -45,7 +45,7 @@ def test_every_preset_key_is_a_config_key(name):
 
 
 def test_pool_games_are_ale_games_with_reference_scores():
-    from crl.metrics import reference_scores
+    from crl.analysis.normalization import reference_scores
     from envs import known_games
 
     assert len(set(presets.EWC_ATARI_POOL)) == 21
@@ -93,7 +93,7 @@ def test_preset_names():
 
 @pytest.mark.parametrize("name", ["atari-demo", "minatar"])
 def test_fixed_presets_resolve_and_describe_their_keys(name: str) -> None:
-    from crl.config import resolve
+    from crl.run.config import resolve
 
     overrides = presets.preset_overrides(name, 0)
     cfg = resolve(overrides)

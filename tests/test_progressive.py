@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from gymnasium import spaces
 
 from agents.networks import build_q_network
-from agents.progressive import ProgressiveQNetwork
+from agents.networks.progressive_q import ProgressiveQNetwork
 from crl.methods import make_method
-from crl.methods.base import TaskInfo
+from agents.method import TaskInfo
 
 ATARI_OBS = spaces.Box(0, 255, (4, 84, 84), np.uint8)
 ACTIONS = spaces.Discrete(18)

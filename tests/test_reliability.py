@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from crl import rundir
+from crl.run import rundir
 from tests.conftest import REPO, run_crl
 
 pytestmark = pytest.mark.e2e

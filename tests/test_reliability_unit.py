@@ -15,7 +15,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from crl import checkpoint, cli, config, rundir, seeds
+from crl.run import checkpoint, config, rundir, seeds
+
+from crl.cli import main as cli
 
 
 def run_main(capsys, *argv: str) -> tuple[int, list[str]]:
@@ -198,14 +200,14 @@ def test_checkpoint_on_a_full_disk_leaves_no_partial_point(tmp_path):
 
 
 def test_train_on_a_full_disk_is_one_line_exit_2_and_removes_temporaries(tmp_path, capsys, monkeypatch):
-    from crl import trainer
+    from crl.run import loop
 
     def run_out_of_space(self, resume_step=None):
         (self.run_dir / "checkpoints" / "task-0.zip.tmp").write_bytes(b"half a zip")
         (self.run_dir / "retention.csv.tmp").write_bytes(b"half")
         disk_full()
 
-    monkeypatch.setattr(trainer.ContinualTrainer, "run", run_out_of_space)
+    monkeypatch.setattr(loop.ContinualTrainer, "run", run_out_of_space)
     run_dir = tmp_path / "run"
     status, err = run_main(capsys, "train", "--run-dir", str(run_dir), "--games", "minatar/breakout", "--device", "cpu")
     assert status == 2 and len(err) == 2, err  # the "training ..." line, then the error
@@ -338,7 +340,7 @@ def test_continual_dqn_load_on_a_stock_sb3_zip_says_what_it_is(tmp_path):
 
 
 def test_block_budget_is_whole_rollouts():
-    from crl.trainer import block_steps
+    from crl.run.loop import block_steps
 
     cfg = config.resolve({"steps_per_game": 1, "n_envs": 2})
     assert block_steps(cfg) == 2 * cfg.agent.train_freq

@@ -10,7 +10,7 @@ from gymnasium import spaces
 from stable_baselines3 import DQN
 from stable_baselines3.common.buffers import ReplayBuffer
 
-from agents.replay import FrameReplayBuffer
+from agents.frame_buffer import FrameReplayBuffer
 from envs import make_atari_vec_env, make_minatar_vec_env
 
 FRAME_BYTES = 84 * 84

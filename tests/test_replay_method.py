@@ -13,14 +13,14 @@ import torch as th
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from agents import ContinualDQN
-from crl import checkpoint as ckpt
-from crl import rundir
-from crl.config import resolve
+from crl.run import checkpoint as ckpt
+from crl.run import rundir
+from crl.run.config import resolve
 from crl.methods import Method, TaskInfo, make_method
 from crl.methods.distill import distillation_loss
 from crl.methods.memory import Reservoir, sample_by_task
 from crl.methods.replay import Replay
-from crl.trainer import build_agent
+from crl.run.agent import build_agent
 from envs import make_atari_vec_env
 from tests.conftest import TINY, run_crl
 

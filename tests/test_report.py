@@ -13,15 +13,17 @@ import pytest
 import yaml
 from matplotlib.image import imread
 
-from crl import metrics, report
-from crl.normalization import normalized_score, score_name
+from crl.analysis import metrics, normalization
+
+from crl.report import records as report
+from crl.analysis.normalization import normalized_score, score_name
 
 GAMES = ["pong", "breakout"]
 
 
 def hns(game: str, value: float) -> float | None:
     """The HNS the trainer logs; null for a game without reference scores."""
-    score = metrics.human_normalized_score(game, value)
+    score = normalization.human_normalized_score(game, value)
     return None if math.isnan(score) else score
 
 
@@ -261,7 +263,7 @@ def test_a_torn_last_line_of_a_running_run_is_skipped(tmp_path):
 
 
 def test_trainer_facing_figures_show_the_numbers(tmp_path):
-    from crl import plots
+    from crl.analysis import plots
 
     run = report.load_run(write_run(tmp_path / "a", {"pong": PONG, "breakout": BREAKOUT}))
     fig = plots.retention_heatmap(run.retention, GAMES, trained_at=run.trained_at)
@@ -334,7 +336,7 @@ def test_minatar_forward_transfer_uses_the_dqn_normalized_curves(tmp_path):
 
 
 def test_minatar_figures_label_and_compute_the_dqn_normalized_score(tmp_path):
-    from crl import plots
+    from crl.analysis import plots
 
     run = report.load_run(write_run(tmp_path / "m", {"minatar/breakout": M_BREAKOUT,
                                                      "minatar/space_invaders": M_INVADERS}, games=MINATAR))

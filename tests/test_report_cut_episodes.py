@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from crl import report, rundir
+from crl.report import records as report
+
+from crl.run import rundir
 from tests.test_report import BREAKOUT, PONG, run_report, write_run
 
 

@@ -1,5 +1,5 @@
 """End to end: two seeds trained with `crl train` on real ALE games (tiny budget), then `crl report` over both
-(once as a subprocess, then in-process through ``crl.cli.main``).
+(once as a subprocess, then in-process through ``crl.cli.main.main``).
 
 The two trainings run concurrently with one torch thread each: on a shared 2-core machine torch's default
 (a thread per core in each process) oversubscribes the cores and makes a run several times slower.

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from crl import config
-from crl.cli import build_parser, resolve_train_config
+from crl.run import config
+from crl.cli.main import build_parser, resolve_train_config
 
 pytestmark = pytest.mark.e2e  # real games end to end: `-m "not e2e"` skips them
 

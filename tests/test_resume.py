@@ -12,7 +12,7 @@ import torch as th
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from agents import ContinualDQN
-from crl import rundir
+from crl.run import rundir
 from tests.conftest import REPO, run_crl
 
 pytestmark = pytest.mark.e2e  # real games end to end: `-m "not e2e"` skips them

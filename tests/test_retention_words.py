@@ -1,6 +1,6 @@
 """Known answers for the plain-words summary printed at the end of ``crl train``."""
 
-from crl.retention_words import describe_game, retention_in_words
+from crl.analysis.words import describe_game, retention_in_words
 
 
 def test_forgetting_is_put_in_words() -> None:

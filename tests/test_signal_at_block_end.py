@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from agents import ContinualDQN
-from crl import checkpoint
-from crl.config import resolve
-from crl.trainer import ContinualTrainer, TrainingInterrupted
+from crl.run import checkpoint
+from crl.run.config import resolve
+from crl.run.console import TrainingInterrupted
+from crl.run.loop import ContinualTrainer
 
 pytestmark = pytest.mark.e2e
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from crl import rundir
+from crl.run import rundir
 from crl.sweep import execute, spec
 from tests.conftest import REPO, run_crl
 
@@ -316,7 +316,7 @@ def test_local_sweep_killed_midway_resumes_without_repeating_or_losing_runs(tmp_
 @pytest.mark.e2e
 def test_sweep_on_a_local_ray_cluster(tmp_path):
     ray = pytest.importorskip("ray")
-    from crl import cli
+    from crl.cli import main as cli
 
     data = {"base": TINY_BASE, "axes": {"method": ["finetune", "ewc"], "seed": [0, 1]}}
     path, out = write_spec(tmp_path / "s.yaml", data), tmp_path / "out"

@@ -16,11 +16,12 @@ import pytest
 import torch as th
 
 from agents import ContinualDQN
-from crl import config, metrics, plots, rundir
+from crl.run import config, rundir
+from crl.analysis import metrics, plots
 from crl.methods import TaskInfo
 from crl.methods.ewc import EWC
-from crl.sequence import TaskSequence
-from crl.trainer import ContinualTrainer, upgrade_state
+from crl.run.sequence import TaskSequence
+from crl.run.loop import ContinualTrainer
 from tests.test_ewc import seeded_agent
 
 pytestmark = pytest.mark.e2e  # real games end to end: `-m "not e2e"` skips them
@@ -74,14 +75,6 @@ def test_evaluation_uses_the_id_the_agent_trained_the_game_under() -> None:
     # a revisit of pong (block 3) that inference names 4: pong is now evaluated with its latest id
     revisit = bookkeeping([0, 1, 2], [0, 2, 3], block_index=3, current=4)
     assert [task_id_for(revisit, g) for g in range(3)] == [4, 2, 3]
-
-
-def test_old_resume_states_get_columns_and_task_ids() -> None:
-    blocks = TaskSequence(tuple(GAMES), 100, 1).blocks
-    old = {"trained_at": [0, 2], "retention": [[1.0, 2.0, 3.0]] * 2}
-    assert upgrade_state(old, blocks) == {"trained_at": [0, 1], "task_ids": [0, 2], "retention": old["retention"]}
-    new = {"trained_at": [0, 1], "task_ids": [0, 2]}
-    assert upgrade_state(new, blocks) is new
 
 
 # --- EWC keys anchors by the agent's task id ---------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from crl import checkpoint
+from crl.run import checkpoint
 from tests.conftest import run_crl
 import pytest
 

@@ -1,4 +1,4 @@
-"""The trainer's parts on their own (crl/training/): the step callbacks, what a checkpoint holds, trimming records on
+"""The trainer's parts on their own (crl/run/): the step callbacks, what a checkpoint holds, trimming records on
 resume, and the CLI's list of methods; no games are played."""
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import torch as th
 
-from crl import checkpoint, config, rundir
-from crl.cli import build_parser
+from crl.run import checkpoint, config, rundir
+from crl.cli.main import build_parser
 from crl.methods import METHODS, TaskInfo
-from crl.training import resume
-from crl.training.callbacks import EvaluateEvery, LogTraining, TrainingDiverged
-from crl.training.state import RunState
+from crl.run import resume_point
+from crl.run.callbacks import EvaluateEvery, LogTraining, TrainingDiverged
+from crl.run.state import RunState
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -95,7 +95,7 @@ def test_a_checkpoint_holds_the_run_state_under_the_keys_old_checkpoints_have(tm
     cfg = config.resolve({"games": "minatar/breakout,minatar/asterix"})
     state = RunState(block_index=1, block_done=40, next_eval=80, next_log=50, retention=[[1.0, 2.0]], trained_at=[0],
                      task_ids=[0], n_evaluations=3, n_eval_records=6, n_block_records=2)
-    point = resume.save(tmp_path, ZipAgent(140), state, None, cfg)
+    point = resume_point.save(tmp_path, ZipAgent(140), state, None, cfg)
     saved = checkpoint.load_trainer_state(point)
     assert sorted(saved) == sorted([  # the trainer_state.pt of every crl so far: checkpoints stay resumable
         "block_index", "block_done", "next_eval", "next_log", "retention", "trained_at", "task_ids", "n_evaluations",
@@ -103,9 +103,8 @@ def test_a_checkpoint_holds_the_run_state_under_the_keys_old_checkpoints_have(tm
     assert saved["fingerprint"] == rundir.fingerprint(cfg)
 
     agent = ZipAgent(140)
-    monkeypatch.setattr(resume, "ContinualDQN", SimpleNamespace(load=lambda path, device: agent))
-    blocks = [SimpleNamespace(task_id=0), SimpleNamespace(task_id=1)]
-    restored, loaded, replay_restored = resume.restore(point, blocks, "cpu", None)
+    monkeypatch.setattr(resume_point, "ContinualDQN", SimpleNamespace(load=lambda path, device: agent))
+    restored, loaded, replay_restored = resume_point.restore(point, "cpu", None)
     assert restored == state and loaded is agent and replay_restored is False
     assert agent.resumed_with == [None]  # mid-block: the task goes on (without its replay, none was saved)
 
@@ -114,7 +113,7 @@ def test_resume_trims_the_records_written_after_the_checkpoint(tmp_path) -> None
     rundir.append_jsonl(tmp_path / rundir.EVALS, [{"step": s} for s in range(5)])
     rundir.append_jsonl(tmp_path / rundir.BLOCKS, [{"block": b} for b in range(3)])
     rundir.write_retention(tmp_path / rundir.RETENTION, ["a", "b"], [[1.0, 2.0], [3.0, 4.0]])
-    resume.trim_records(tmp_path, ["a", "b"], RunState(retention=[[1.0, 2.0]], n_eval_records=2, n_block_records=1))
+    resume_point.trim_records(tmp_path, ["a", "b"], RunState(retention=[[1.0, 2.0]], n_eval_records=2, n_block_records=1))
     assert rundir.read_jsonl(tmp_path / rundir.EVALS) == [{"step": 0}, {"step": 1}]
     assert rundir.read_jsonl(tmp_path / rundir.BLOCKS) == [{"block": 0}]
     assert rundir.read_retention(tmp_path / rundir.RETENTION) == (["a", "b"], [[1.0, 2.0]])

@@ -1,16 +1,30 @@
 """Continual-learning methods, selected by name (``--method``).
 
 Every module of this package is imported here, and every ``Method`` subclass that sets ``name`` registers itself in
-:data:`METHODS` (``agents.method``): a new method is one new file in this directory and nothing else.
+:data:`METHODS` (``agents.method``); then every method other installed packages declare in the ``crl.methods``
+entry-point group is loaded too. ``setup.cfg`` declares crl's own methods in that group, so an agent saved with one
+loads (``ContinualDQN.load``) in an interpreter that never imported this package. Helpers the methods share live
+beside them: ``anchored.py`` (the quadratic penalty), ``memory.py`` (rehearsal samples), ``fisher.py``.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import pkgutil
 from typing import Any
 
-from agents.method import METHODS, FineTune, HookContext, Method, MethodParams, TaskInfo, method_class, register
+from agents.method import (
+    ENTRY_POINTS,
+    METHODS,
+    FineTune,
+    HookContext,
+    Method,
+    MethodParams,
+    TaskInfo,
+    method_class,
+    register,
+)
 
 # Imported first, in this order: the order methods register in is the order of their sections in config.yaml.
 FIRST = ("progressive", "l2", "ewc", "online_ewc", "hypernet", "distill", "replay")
@@ -35,10 +49,14 @@ def method_table() -> str:
 
 
 def _import_all() -> None:
-    """Import every module of the package: the ones in :data:`FIRST` in that order, then the rest by name."""
+    """Import every module of the package (the ones in :data:`FIRST` in that order, then the rest by name), then
+    load the methods other packages declare in the entry-point group."""
     names = sorted(m.name for m in pkgutil.iter_modules(__path__))
     for module in [*(m for m in FIRST if m in names), *(m for m in names if m not in FIRST)]:
         importlib.import_module(f"{__name__}.{module}")
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINTS):
+        if entry.name not in METHODS:
+            entry.load()
 
 
 _import_all()

@@ -5,7 +5,7 @@ importance ``F``, and add to the TD loss (Kirkpatrick et al. 2017, eq. 3, one te
 
     lambda / 2 * sum_t sum_i F_{t,i} (theta_i - theta*_{t,i})^2
 
-* ``ewc``: ``F_t`` is the diagonal Fisher of task ``t`` (:mod:`crl.fisher`), one anchor per task ("separate").
+* ``ewc``: ``F_t`` is the diagonal Fisher of task ``t`` (:mod:`crl.methods.fisher`), one anchor per task ("separate").
 * ``online-ewc``: one running Fisher ``F* <- gamma F* + F_new`` and one anchor, the latest parameters; the penalty
   weighs them with ``gamma F*`` (Schwarz et al. 2018, "Progress & Compress", online EWC).
 * ``l2``: ``F = 1``: every weight protected equally, the baseline that shows what the Fisher buys.
@@ -25,7 +25,7 @@ from typing import Any, Iterator
 
 import torch as th
 
-from crl.methods.base import HookContext, Method, MethodParams, TaskInfo, param
+from agents.method import HookContext, Method, MethodParams, TaskInfo, param
 
 ONLINE = "online"  # key of online EWC's single anchor (task ids are ints)
 AnchorKey = int | str  # a task id, or ONLINE

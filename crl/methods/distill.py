@@ -21,7 +21,7 @@ import numpy as np
 import torch as th
 import torch.nn.functional as F
 
-from crl.methods.base import HookContext, MethodParams, TaskInfo, param
+from agents.method import HookContext, MethodParams, TaskInfo, param
 from crl.methods.memory import MemoryParams, Rehearsal
 
 LOSSES = ("kl", "mse")

@@ -1,7 +1,7 @@
 """Elastic weight consolidation (``--method ewc``, Kirkpatrick et al. 2017): one diagonal Fisher and anchor per task.
 
 The quadratic penalty it shares with online EWC and L2 is :mod:`crl.methods.anchored`; the Fisher is
-:mod:`crl.fisher`.
+:mod:`crl.methods.fisher`.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Any, Callable, Iterator
 import torch as th
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
-from crl.fisher import FISHER_TYPES, diagonal_fisher
+from crl.methods.fisher import FISHER_TYPES, diagonal_fisher
 from crl.methods.anchored import ONLINE, AnchoredPenalty, AnchorKey, flatten
-from crl.methods.base import HookContext, MethodParams, TaskInfo, override, param, seed_of
+from agents.method import HookContext, MethodParams, TaskInfo, override, param, seed_of
 
 
 def replay_minibatches(

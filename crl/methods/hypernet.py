@@ -1,6 +1,6 @@
 """Task-conditioned hypernetworks (von Oswald et al. 2020, "Continual learning with hypernetworks") as a method.
 
-The network (``agents.hypernet.HyperQNetwork``) generates the Q-network's weights from a per-game embedding.
+The network (``agents.networks.hyper_q.HyperQNetwork``) generates the Q-network's weights from a per-game embedding.
 The method adds the paper's output regularizer (eq. 2): after each game's block it stores the weights generated
 for every game seen so far, ``theta*_j = f_h(e_j)``, and while game ``t`` trains it adds
 
@@ -18,8 +18,8 @@ from typing import Any
 
 import torch as th
 
-from agents.hypernet import HyperQNetwork
-from crl.methods.base import HookContext, Method, MethodParams, TaskInfo, param
+from agents.networks.hyper_q import HyperQNetwork
+from agents.method import HookContext, Method, MethodParams, TaskInfo, param
 
 
 @dataclass

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch as th
 
 from crl.methods.anchored import AnchoredPenalty
-from crl.methods.base import HookContext, TaskInfo, override
+from agents.method import HookContext, TaskInfo, override
 
 
 class L2(AnchoredPenalty):

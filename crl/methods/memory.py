@@ -20,7 +20,7 @@ import numpy as np
 import torch as th
 
 from agents.networks import TaskQNetwork
-from crl.methods.base import HookContext, Method, MethodParams, TaskInfo, param
+from agents.method import HookContext, Method, MethodParams, TaskInfo, param
 
 TEACHER_CHUNK = 256  # observations per forward pass when the teacher's Q-values are computed
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from crl.methods.anchored import ONLINE, Anchor
-from crl.methods.base import TaskInfo, override, param
+from agents.method import TaskInfo, override, param
 from crl.methods.ewc import EWC
 
 

@@ -1,6 +1,6 @@
 """Progressive neural networks (Rusu et al. 2016) as a continual-learning method.
 
-All the work is structural and lives in ``agents.progressive.ProgressiveQNetwork``: a new game gets a new
+All the work is structural and lives in ``agents.networks.progressive_q.ProgressiveQNetwork``: a new game gets a new
 column, earlier columns are frozen (a revisit trains only its column's Q head by default), and the agent rebuilds
 its optimizer over the new trainable set. Nothing is added to the loss. The method chooses that network and
 reports its size, which grows quadratically with the number of columns because each new column's adapters read
@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from agents.progressive import REVISITS, WIDTHS
-from crl.methods.base import HookContext, Method, MethodParams, TaskInfo, param
+from agents.networks.progressive_q import REVISITS, WIDTHS
+from agents.method import HookContext, Method, MethodParams, TaskInfo, param
 
 
 class Progressive(Method):

@@ -26,7 +26,7 @@ import numpy as np
 import torch as th
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
-from crl.methods.base import HookContext, MethodParams, TaskInfo, param
+from agents.method import HookContext, MethodParams, TaskInfo, param
 from crl.methods.distill import LOSSES, distillation_loss
 from crl.methods.memory import MemoryParams, Rehearsal
 

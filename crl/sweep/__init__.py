@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run the command; bad input raises :class:`crl.config.ConfigError` (one line, exit status 2 in the CLI)."""
+    """Run the command; bad input raises :class:`crl.run.config.ConfigError` (one line, exit status 2 in the CLI)."""
     from crl.sweep.command import run_command
 
     return run_command(args)

@@ -12,9 +12,9 @@ from typing import Any
 
 import yaml
 
-from crl.config import RunConfig
-from crl import config as config_mod
-from crl import rundir
+from crl.run.config import RunConfig
+from crl.run import config as config_mod
+from crl.run import rundir
 from crl.sweep import spec as spec_mod
 from crl.sweep import state as state_mod
 from crl.sweep.spec import SpecError, Sweep
@@ -163,7 +163,7 @@ def run(out: Path, sweep: Sweep, state: dict[str, Any], workers: int | None, ray
 
 def report(out: Path, state: dict[str, Any] | None = None) -> int:
     """``crl report`` over the finished runs, one report per game sequence, references wired in: ``DIR/report``."""
-    from crl import report as report_mod
+    from crl.report import records as report_mod
 
     if state is None:
         if not out.is_dir():

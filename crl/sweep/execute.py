@@ -47,7 +47,7 @@ def usable_checkpoint(run_dir: Path) -> int | None:
     """Step of the newest good resume checkpoint of ``run_dir`` that ``crl train --resume`` can use; None if none."""
     if not (run_dir / "config.yaml").is_file() or not (run_dir / "checkpoints").is_dir():
         return None
-    from crl import checkpoint  # torch: only where a run is started
+    from crl.run import checkpoint  # torch: only where a run is started
 
     try:
         return checkpoint.newest_good(run_dir / "checkpoints", warn=lambda _: None).step

@@ -12,7 +12,7 @@
     references: true                   # single-game finetune runs for forward transfer
     resources: {cpus: 1, gpus: 0}      # optional: what one run asks of a worker (not part of the experiment)
 
-Each run's configuration is preset < base < its axis values, resolved by :func:`crl.config.resolve`, so a typo, a
+Each run's configuration is preset < base < its axis values, resolved by :func:`crl.run.config.resolve`, so a typo, a
 wrong type or a value out of range is found before any run starts. Everything here is pure: nothing is written.
 """
 
@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from crl import config as config_mod
+from crl.run import config as config_mod
 from crl.methods import METHODS, section_name
 
 TOP_KEYS = ("preset", "base", "axes", "method_axes", "references", "resources")
@@ -49,7 +49,7 @@ class PlannedRun:
     kind: str  # "run" (a sequence run) or "reference" (a single-game run for forward transfer)
     overrides: dict[str, Any]  # the axis values of this run (what tells it apart), in spec order
     layers: dict[str, Any]  # preset < base < overrides: everything the spec sets for it, flat dotted keys
-    config: config_mod.RunConfig = field(repr=False)  # crl.config.resolve(layers)
+    config: config_mod.RunConfig = field(repr=False)  # crl.run.config.resolve(layers)
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def expand(spec: dict[str, Any], source: str = "spec") -> Sweep:
             raise fail(f"unknown key {key!r}{config_mod.closest_keys(str(key), TOP_KEYS)}; a spec has {', '.join(TOP_KEYS)}")
     preset = spec.get("preset")
     if preset is not None:
-        from crl import presets
+        from crl.run import presets
 
         if not isinstance(preset, str) or preset not in presets.PRESETS:
             known = ", ".join([*sorted(presets.PRESETS), f"{presets.SCALED}-<S>"])
@@ -227,7 +227,7 @@ def _seed(overrides: dict[str, Any], base: dict[str, Any], fail: Any) -> int:
 def _preset_layer(preset: str | None, seed: int) -> dict[str, Any]:
     if preset is None:
         return {}
-    from crl import presets
+    from crl.run import presets
 
     return presets.preset_overrides(preset, seed)
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from crl import rundir
+from crl.run import rundir
 
 STATE = "sweep.json"
 STATUSES = ("pending", "running", "done", "failed", "interrupted")

@@ -8,11 +8,11 @@ from typing import Any
 import torch as th
 
 from agents import ContinualDQN
-from crl import seeds
-from crl import config as config_mod
-from crl.config import RunConfig
+from crl.run import seeds
+from crl.run import config as config_mod
+from crl.run.config import RunConfig
 from crl.methods import make_method
-from crl.seeds import derive_seed
+from crl.run.seeds import derive_seed
 
 
 def resolve_device(device: str) -> str:

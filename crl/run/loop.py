@@ -3,7 +3,7 @@
 For each block: ``agent.set_task`` (method.before_task) -> ``agent.learn`` in segments that end at resume checkpoints,
 with the step callbacks (training scalars, periodic evaluations, progress, stop signals) -> ``agent.end_task``
 (method.after_task) -> evaluate every game (one row of the retention matrix) -> checkpoint. At the end:
-``metrics.json`` and ``model.zip``. What it writes is the :class:`Recorder`'s, how it resumes :mod:`resume`'s.
+``metrics.json`` and ``model.zip``. What it writes is the :class:`Recorder`'s, what a resume point holds :mod:`crl.run.resume_point`'s.
 """
 
 from __future__ import annotations
@@ -14,23 +14,23 @@ from typing import Any
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
 from agents import ContinualDQN
-from crl.config import RunConfig
-from crl import checkpoint as ckpt
-from crl import config as config_mod
-from crl import rundir, seeds
-from crl.evaluation import GameEvaluation, evaluate_games
+from crl.run.config import RunConfig
+from crl.run import checkpoint as ckpt
+from crl.run import config as config_mod
+from crl.run import rundir, seeds
+from crl.run.evaluation import GameEvaluation, evaluate_games
 from crl.methods import TaskInfo
-from crl.seeds import derive_seed
-from crl.sequence import Block, TaskSequence
+from crl.run.seeds import derive_seed
+from crl.run.sequence import Block, TaskSequence
 from crl.task_inference.fmn import ForgetMeNot
-from crl.training import resume
-from crl.training.agent import build_agent, resolve_device, set_torch_threads
-from crl.training.callbacks import (EvaluateEvery, LogEpisodeReturns, LogTraining, ObserveFrames, ShowProgress,
+from crl.run import resume_point
+from crl.run.agent import build_agent, resolve_device, set_torch_threads
+from crl.run.callbacks import (EvaluateEvery, LogEpisodeReturns, LogTraining, ObserveFrames, ShowProgress,
                                     StopOnSignal)
-from crl.training.console import Progress, StopSignals, TrainingInterrupted
-from crl.training.recording import Recorder
-from crl.training.state import RunState
-from crl.training.task_identity import is_right, probe_task_id
+from crl.run.console import Progress, StopSignals, TrainingInterrupted
+from crl.run.recording import Recorder
+from crl.run.state import RunState
+from crl.run.task_identity import is_right, probe_task_id
 from envs import make_vec_env
 
 
@@ -160,15 +160,15 @@ class ContinualTrainer:
 
     # --- resume --------------------------------------------------------------------------------------------
     def save_checkpoint(self) -> ckpt.ResumePoint:
-        return resume.save(self.checkpoints, self.agent, self.state, self.task_identity, self.cfg)
+        return resume_point.save(self.checkpoints, self.agent, self.state, self.task_identity, self.cfg)
 
     def restore(self, point: ckpt.ResumePoint) -> bool:
         """Continue from ``point``: agent, run state, RNG states, records trimmed to the checkpoint.
 
         Returns whether the replay buffers were restored.
         """
-        self.state, self.agent, replay_restored = resume.restore(point, self.blocks, self.device, self.task_identity)
-        resume.trim_records(self.run_dir, self.games, self.state)
+        self.state, self.agent, replay_restored = resume_point.restore(point, self.device, self.task_identity)
+        resume_point.trim_records(self.run_dir, self.games, self.state)
         return replay_restored
 
     # --- task ids ------------------------------------------------------------------------------------------

@@ -9,13 +9,14 @@ from typing import Any
 import numpy as np
 from torch.utils.tensorboard import SummaryWriter
 
-from crl.config import RunConfig
-from crl import config as config_mod
-from crl import metrics, plots, rundir
-from crl.evaluation import GameEvaluation
-from crl.normalization import normalization_of, normalized_score
-from crl.sequence import Block
-from crl.training.state import RunState
+from crl.run.config import RunConfig
+from crl.run import config as config_mod
+from crl.analysis import metrics, plots
+from crl.run import rundir
+from crl.run.evaluation import GameEvaluation
+from crl.analysis.normalization import normalization_of, normalized_score
+from crl.run.sequence import Block
+from crl.run.state import RunState
 
 
 class Recorder:

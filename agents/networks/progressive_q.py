@@ -26,7 +26,7 @@ from gymnasium import spaces
 from stable_baselines3.common.utils import polyak_update
 from torch import nn
 
-from agents.networks import Torso, TaskQNetwork, conv_output_size, register_network, torso_for
+from agents.networks.base import Torso, TaskQNetwork, conv_output_size, register_network, torso_for
 
 # Named column widths: "dqn" is the torso's own network; "paper" the paper's Atari columns (12 maps per conv, 256 units).
 WIDTHS = ("dqn", "paper")

@@ -208,7 +208,7 @@ def is_empty(run_dir: Path) -> bool:
 def experiment(cfg: dict[str, Any]) -> dict[str, Any]:
     """The flat configuration keys that define the experiment (all but ``RESUME_MAY_CHANGE`` and ``run_dir``),
     normalised through JSON (tuples become lists) so that a saved copy compares equal."""
-    from crl.config import flatten
+    from crl.run.config import flatten
 
     flat = {k: v for k, v in flatten(cfg).items() if k not in RESUME_MAY_CHANGE and k != "run_dir"}
     return json.loads(json.dumps(flat, sort_keys=True))

@@ -5,7 +5,7 @@ columns: the games of the sequence). Games are trained in blocks; ``trained_at[i
 trained in block ``i``: its index in the sequence's games, never the agent's task id (an inferred id can be any
 number, and two games can share one).
 
-Normalized scores are the family's (:mod:`crl.normalization`): human-normalized (``hns``) for Atari,
+Normalized scores are the family's (:mod:`crl.analysis.normalization`): human-normalized (``hns``) for Atari,
 DQN-normalized (``dqn_normalized``) for MinAtar; the keys of :func:`summarize` carry that name.
 """
 
@@ -15,9 +15,7 @@ import math
 
 import numpy as np
 
-# the reference tables live in crl.normalization; human_normalized_score and reference_scores stay importable here
-from crl.normalization import human_normalized_score, reference_scores  # noqa: F401
-from crl.normalization import normalization_of, normalized_score
+from crl.analysis.normalization import normalization_of, normalized_score
 
 
 def check_columns(R: np.ndarray, trained_at: list[int]) -> None:
@@ -83,7 +81,7 @@ total_clipped_hns = total_clipped  # the Atari name (Kirkpatrick et al. 2017 sum
 def summarize(R: np.ndarray, games: list[str], trained_at: list[int]) -> dict[str, object]:
     """The final metrics of a run, as written to ``metrics.json``.
 
-    Normalized-score keys are named after the games' family (``crl.normalization``): ``final_hns``,
+    Normalized-score keys are named after the games' family (``crl.analysis.normalization``): ``final_hns``,
     ``average_final_hns``, ``total_clipped_hns`` for Atari; ``final_dqn_normalized``,
     ``average_final_dqn_normalized``, ``total_clipped_dqn_normalized`` for MinAtar.
     """
@@ -153,8 +151,3 @@ def normalized_matrix(R: np.ndarray, games: list[str]) -> np.ndarray:
     R = np.asarray(R, dtype=float)
     return np.array([[normalized_score(g, v) for g, v in zip(games, row)] for row in R]).reshape(R.shape)
 
-
-def human_normalized_matrix(R: np.ndarray, games: list[str]) -> np.ndarray:
-    """The retention matrix in HNS: column ``j`` normalized with Atari game ``j``'s reference scores (NaN: none)."""
-    R = np.asarray(R, dtype=float)
-    return np.array([[human_normalized_score(g, v) for g, v in zip(games, row)] for row in R]).reshape(R.shape)

@@ -10,9 +10,9 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
 from crl.task_inference.fmn import ForgetMeNot
-from crl.training.console import Progress, StopSignals
-from crl.training.recording import Recorder
-from crl.training.state import RunState
+from crl.run.console import Progress, StopSignals
+from crl.run.recording import Recorder
+from crl.run.state import RunState
 
 
 class TrainingDiverged(Exception):

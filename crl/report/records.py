@@ -2,14 +2,14 @@
 
 Runs are grouped by their resolved configuration minus the seed (and run_dir, device): a group is one configuration
 over several seeds, and several groups are several methods (or parameter settings) side by side on the same game
-sequence. Every metric comes from :mod:`crl.metrics` applied to each run's retention matrix; :mod:`crl.stats`
+sequence. Every metric comes from :mod:`crl.analysis.metrics` applied to each run's retention matrix; :mod:`crl.analysis.stats`
 aggregates each over the seeds of a group. Runs still going or stopped early are reported as far as they got and
-marked partial. Normalized scores are the game family's (:mod:`crl.normalization`: HNS for Atari, DQN-normalized
+marked partial. Normalized scores are the game family's (:mod:`crl.analysis.normalization`: HNS for Atari, DQN-normalized
 for MinAtar); metric keys, figure names and labels are derived from it. See docs/report.md for the outputs and the
 definitions.
 
 The CLI imports this module to build its parser for every command, so matplotlib and scipy (seconds to import)
-come in through crl.plots and crl.stats only inside the functions that draw or aggregate.
+come in through crl.analysis.plots and crl.analysis.stats only inside the functions that draw or aggregate.
 """
 
 from __future__ import annotations
@@ -29,11 +29,13 @@ from typing import Any
 import numpy as np
 import yaml
 
-from crl import metrics, rundir
-from crl.config import flatten
+from crl.analysis import metrics
+
+from crl.run import rundir
+from crl.run.config import flatten
 from crl.methods import METHODS, section_name
-from crl.normalization import Normalization, normalization_of
-from crl.sequence import TaskSequence
+from crl.analysis.normalization import Normalization, normalization_of
+from crl.run.sequence import TaskSequence
 
 IGNORED_CONFIG_KEYS = ("seed", "run_dir", "device")
 
@@ -320,14 +322,14 @@ def group_runs(runs: list[Run]) -> list[Group]:
 
 def group_statistics(per_run: list[dict[str, Any]], norm: Normalization) -> dict[str, Any]:
     """Each summary metric over the runs of a group (a run without a value is left out of n)."""
-    from crl.stats import seed_statistic
+    from crl.analysis.stats import seed_statistic
 
     return {key: seed_statistic([m.get(key) for m in per_run]) for key, _ in summary_metrics(norm)}
 
 
 def build_summary(groups: list[Group], references: list[Run]) -> dict[str, Any]:
     """Everything summary.json holds: per group its runs' metrics and their seed statistics."""
-    from crl.stats import CONFIDENCE
+    from crl.analysis.stats import CONFIDENCE
 
     refs = references_by_game(references)
     out_groups = []
@@ -380,7 +382,7 @@ def mean_retention(runs: list[Run]) -> np.ndarray:
 
 def figures(groups: list[Group]) -> dict[str, Any]:
     """The report's figures by file name."""
-    from crl import plots
+    from crl.analysis import plots
 
     first = groups[0].runs[0]
     key = first.normalization.key
@@ -402,7 +404,7 @@ def figures(groups: list[Group]) -> dict[str, Any]:
 
 def markdown(groups: list[Group], summary: dict[str, Any]) -> str:
     """The human-readable report: configuration, runs, metric tables, figures."""
-    from crl.stats import SeedStatistic, format_statistic
+    from crl.analysis.stats import SeedStatistic, format_statistic
 
     first = groups[0].runs[0]
     cfg = first.config

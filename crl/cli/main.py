@@ -13,12 +13,12 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from crl.config import RunConfig
-from crl import config as config_mod
-from crl import rundir
+from crl.run.config import RunConfig
+from crl.run import config as config_mod
+from crl.run import rundir
 from crl.methods import METHODS
-from crl.training.resume import continue_run, resume_config
-from crl.usage import UsageError
+from crl.cli.resume import continue_run, resume_config
+from crl.cli.usage import UsageError
 
 
 
@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("games", help="list the known games of both families with their reference scores")
 
     try:
-        from crl import report
+        from crl.report import records as report
     except ImportError:
         report = None
     if report is not None:
@@ -89,7 +89,7 @@ def resolve_train_config(args: argparse.Namespace) -> RunConfig:
 
 
 def preset_layer(name: str, seed: int | None) -> dict[str, Any]:
-    from crl import presets
+    from crl.run import presets
 
     if name not in presets.PRESETS:
         known = ", ".join([*sorted(presets.PRESETS), f"{presets.SCALED}-<S>"])
@@ -159,7 +159,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = resolve_train_config(args)
     check_device(cfg.device)
     if args.dry_run and args.preset:
-        from crl import presets
+        from crl.run import presets
 
         print(presets.describe(args.preset).rstrip() + "\n")
     if args.show_config or args.dry_run:
@@ -190,7 +190,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def train_locked(args: argparse.Namespace, cfg: RunConfig, run_dir: Path) -> int:
     """Train (or resume) into ``run_dir``, whose lock this process holds."""
-    from crl.trainer import ContinualTrainer, TrainingDiverged, TrainingInterrupted  # heavy: once the input is good
+    from crl.run.callbacks import TrainingDiverged  # heavy: once the input is good
+    from crl.run.console import TrainingInterrupted
+    from crl.run.loop import ContinualTrainer
 
     trainer = ContinualTrainer(cfg, run_dir)
     resume_step = None
@@ -218,15 +220,15 @@ def train_locked(args: argparse.Namespace, cfg: RunConfig, run_dir: Path) -> int
     trained = [trainer.games[t] for t in trainer.trained_at]
     print("\nRetention matrix (mean evaluation return of each game after each block):")
     print(format_retention(trainer.games, trainer.retention, trained))
-    from crl.normalization import normalization_of
+    from crl.analysis.normalization import normalization_of
 
     norm = normalization_of(trainer.games)  # HNS (Atari) or DQN-normalized score (MinAtar)
     rated = [g for g, v in (summary.get(f"final_{norm.key}") or {}).items() if v is not None]  # what the score covers
     score = (f"total clipped {norm.short} {summary[f'total_clipped_{norm.key}']:.3f} (over {', '.join(rated)})   "
              if rated else f"no {norm.short}: no game has {norm.references}   ")
     print(f"\n{score}average final return {summary['average_final_return']:.2f}")
-    from crl.normalization import random_play_score
-    from crl.retention_words import retention_in_words
+    from crl.analysis.normalization import random_play_score
+    from crl.analysis.words import retention_in_words
 
     randoms = {g: random_play_score(g) for g in trainer.games}
     print("\nIn words:\n" + "\n".join(retention_in_words(trainer.games, trainer.retention, trainer.trained_at, randoms)))
@@ -236,8 +238,8 @@ def train_locked(args: argparse.Namespace, cfg: RunConfig, run_dir: Path) -> int
 
 
 def cmd_games(_: argparse.Namespace) -> int:
-    from crl.metrics import reference_scores
-    from crl.normalization import minatar_reference_scores, score_name
+    from crl.analysis.normalization import reference_scores
+    from crl.analysis.normalization import minatar_reference_scores, score_name
     from envs import known_games
 
     tables = (("atari", "human", reference_scores()), ("minatar", "dqn", minatar_reference_scores()))
@@ -264,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from crl import sweep
 
             return sweep.main(args)
-        from crl import report
+        from crl.report import records as report
 
         try:
             return report.main(args)

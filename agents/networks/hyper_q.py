@@ -27,7 +27,7 @@ from gymnasium import spaces
 from torch import nn
 from torch.func import functional_call
 
-from agents.networks import ConvQNetwork, TaskQNetwork, register_network
+from agents.networks.base import ConvQNetwork, TaskQNetwork, register_network
 
 
 def hypernet_mlp(in_dim: int, hidden: Sequence[int], out_dim: int) -> nn.Sequential:

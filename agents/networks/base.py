@@ -167,12 +167,21 @@ class TaskModulation(nn.Module):
         return (h + self.biases[task_id].view(shape)) * self.gains[task_id].view(shape)
 
 
+ACTIVATIONS = ("relu", "crelu")
+
+
 class ConvQNetwork(TaskQNetwork):
     """The DQN CNN of the observations' game family (:func:`torso_for`), one Q-value per action.
 
     On Atari the Nature CNN (Mnih et al. 2015), on MinAtar Young & Tian 2019's network. With ``task_modulation``
     every layer gets per-task biases and gains (Kirkpatrick et al. 2017, Atari agent). ``conv_channels``/``hidden``
     change the widths (None: the torso's own; the EWC paper used 32-64-128 channels and 1024 units on Atari).
+    ``activation="crelu"`` concatenates ``relu(h)`` and ``relu(-h)`` (Shang et al. 2016; Abbas et al. 2023), doubling
+    what each layer passes on; ``layer_norm`` normalizes every hidden layer before its activation (GroupNorm with one
+    group on the convolutions: layer norm over channels and positions).
+
+    Plasticity interventions see the hidden layers (the convolutions and the dense layer) as units:
+    :meth:`activations`, :meth:`outgoing_magnitude`, :meth:`reinitialize_units`.
     """
 
     def __init__(
@@ -182,23 +191,32 @@ class ConvQNetwork(TaskQNetwork):
         conv_channels: Sequence[int] | None = None,
         hidden: int | None = None,
         task_modulation: bool = False,
+        activation: str = "relu",
+        layer_norm: bool = False,
     ) -> None:
         super().__init__(observation_space, action_space)
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
         torso = torso_for(observation_space)
         layers = torso.layers(conv_channels)
         in_channels, side = observation_space.shape[0], observation_space.shape[1]
         self.conv_channels = None if conv_channels is None else tuple(int(c) for c in conv_channels)
         self.hidden = torso.hidden if hidden is None else int(hidden)
         self.task_modulation = task_modulation
+        self.activation = activation
+        self.layer_norm = layer_norm
+        self.passes_on = 2 if activation == "crelu" else 1  # features per unit the next layer sees
         self.convs = nn.ModuleList()
         for out_channels, kernel, stride in layers:
             self.convs.append(nn.Conv2d(in_channels, out_channels, kernel, stride))
-            in_channels = out_channels
-        flat = in_channels * conv_output_size(side, layers) ** 2
-        self.fc = nn.Linear(flat, self.hidden)
-        self.head = nn.Linear(self.hidden, int(action_space.n))
+            in_channels = out_channels * self.passes_on
+        self.conv_side = conv_output_size(side, layers)
+        self.fc = nn.Linear(in_channels * self.conv_side ** 2, self.hidden)
+        self.head = nn.Linear(self.hidden * self.passes_on, int(action_space.n))
         widths = [m.out_channels for m in self.convs] + [self.hidden, int(action_space.n)]
         self.modulations = nn.ModuleList([TaskModulation(w) for w in widths] if task_modulation else [])
+        self.norms = nn.ModuleList(
+            [nn.GroupNorm(1, m.out_channels) for m in self.convs] + [nn.LayerNorm(self.hidden)] if layer_norm else [])
 
     def _add_task(self, task_id: int) -> None:
         device = self.head.weight.device
@@ -219,12 +237,84 @@ class ConvQNetwork(TaskQNetwork):
     def _modulate(self, i: int, h: th.Tensor, task_id: int) -> th.Tensor:
         return self.modulations[i](h, task_id) if self.task_modulation else h
 
+    def _activate(self, h: th.Tensor) -> th.Tensor:
+        return th.cat([th.relu(h), th.relu(-h)], dim=1) if self.activation == "crelu" else th.relu(h)
+
+    def _hidden(self, x: th.Tensor, task_id: int) -> list[th.Tensor]:
+        """The output of every hidden layer (after its activation), the convolutions' then the dense layer's."""
+        outputs = []
+        for i, layer in enumerate([*self.convs, self.fc]):
+            h = layer(x if i < len(self.convs) else x.flatten(1))
+            if self.layer_norm:
+                h = self.norms[i](h)
+            x = self._activate(self._modulate(i, h, task_id))
+            outputs.append(x)
+        return outputs
+
     def q_values(self, x: th.Tensor, task_id: int) -> th.Tensor:
-        for i, conv in enumerate(self.convs):
-            x = th.relu(self._modulate(i, conv(x), task_id))
-        n = len(self.convs)
-        x = th.relu(self._modulate(n, self.fc(x.flatten(1)), task_id))
-        return self._modulate(n + 1, self.head(x), task_id)
+        return self._modulate(len(self.convs) + 1, self.head(self._hidden(x, task_id)[-1]), task_id)
+
+    # --- the hidden layers as units, for plasticity measures and interventions --------------------------
+    def hidden_layer_names(self) -> list[str]:
+        return [f"conv{i + 1}" for i in range(len(self.convs))] + ["fc"]
+
+    def activations(self, obs: th.Tensor, task_id: int | None = None, per_unit: bool = False) -> list[th.Tensor]:
+        """Each hidden layer's output on ``obs`` (as ``task_id``; None: the current task). ``per_unit``: one channel
+        per unit, the magnitudes of a CReLU unit's two halves added (a CReLU unit is silent only where ``h = 0``)."""
+        x = obs.float() / 255.0 if obs.dtype == th.uint8 else obs.float()
+        outputs = self._hidden(x, self.task_id if task_id is None else task_id)
+        if per_unit and self.passes_on == 2:
+            outputs = [sum(h.abs().chunk(2, dim=1)) for h in outputs]
+        return outputs
+
+    def _units(self, layer: int) -> tuple[nn.Module, str, nn.Module, str]:
+        """Hidden layer ``layer``'s module and name, and the module its units feed (and its name)."""
+        chain = [*self.convs, self.fc, self.head]
+        names = [f"convs.{i}" for i in range(len(self.convs))] + ["fc", "head"]
+        return chain[layer], names[layer], chain[layer + 1], names[layer + 1]
+
+    def _outgoing_columns(self, layer: int, units: th.Tensor) -> th.Tensor:
+        """Which inputs of the next layer come from ``units`` (a bool per unit): both CReLU halves, and every
+        position of a convolution's channel where the dense layer flattens it."""
+        columns = units.repeat(self.passes_on)
+        return columns.repeat_interleave(self.conv_side ** 2) if layer == len(self.convs) - 1 else columns
+
+    def outgoing_magnitude(self, layer: int) -> th.Tensor:
+        """``sum_k |w_ki|`` per unit ``i`` of hidden layer ``layer`` over every weight leaving it."""
+        _, _, outgoing, _ = self._units(layer)
+        w = outgoing.weight.detach().abs()
+        per_input = w.sum(dim=(0, 2, 3)) if w.dim() == 4 else w.sum(dim=0)
+        units = self._units(layer)[0].weight.shape[0]
+        per_input = per_input.view(self.passes_on * units, -1).sum(dim=1)  # positions of a flattened channel
+        return per_input.view(self.passes_on, units).sum(dim=0)
+
+    def reinitialize_units(self, layer: int, units: th.Tensor, fresh: dict[str, th.Tensor]
+                           ) -> dict[nn.Parameter, th.Tensor]:
+        """Give ``units`` of hidden layer ``layer`` the incoming weights and bias of ``fresh`` (a newly initialized
+        network's named parameters) and zero their outgoing weights, so the network's output does not change.
+        Returns the entries written, as ``{parameter: bool mask}`` (for the optimizer's moments)."""
+        incoming, name, outgoing, out_name = self._units(layer)
+        written: dict[nn.Parameter, th.Tensor] = {}
+        with th.no_grad():
+            for param, fresh_name in ((incoming.weight, f"{name}.weight"), (incoming.bias, f"{name}.bias")):
+                mask = units.view(-1, *[1] * (param.dim() - 1)).expand_as(param)
+                param[mask] = fresh[fresh_name].to(param.device)[mask]
+                written[param] = mask
+            if self.layer_norm:
+                norm = self.norms[layer]
+                for param, value in ((norm.weight, 1.0), (norm.bias, 0.0)):
+                    param[units] = value
+                    written[param] = units
+            columns = self._outgoing_columns(layer, units)
+            mask = columns.view(1, -1, *[1] * (outgoing.weight.dim() - 2)).expand_as(outgoing.weight)
+            outgoing.weight[mask] = 0.0
+            written[outgoing.weight] = mask
+        return written
+
+    def last_layers_named_parameters(self, layers: int) -> list[tuple[str, nn.Parameter]]:
+        """The shared parameters of the last ``layers`` layers (1: the head; 2: and the dense layer with its norm)."""
+        prefixes = ["head."] + (["fc.", f"norms.{len(self.convs)}."] if layers >= 2 else [])
+        return [(n, p) for n, p in self.shared_named_parameters() if n.startswith(tuple(prefixes))]
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         return dict(
@@ -232,6 +322,8 @@ class ConvQNetwork(TaskQNetwork):
             conv_channels=self.conv_channels,
             hidden=self.hidden,
             task_modulation=self.task_modulation,
+            activation=self.activation,
+            layer_norm=self.layer_norm,
         )
 
 

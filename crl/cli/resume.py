@@ -1,87 +1,28 @@
-"""Resume: what a checkpoint holds besides the agent, how a run is continued from one (its records trimmed to the
-checkpoint), and the configuration a resumed run trains with.
+"""``crl train --resume``: the configuration a resumed run trains with, and how the run continues from its newest
+good resume point (what a point holds is :mod:`crl.run.resume_point`'s).
 
-A resume checkpoint (``crl.checkpoint``) stores the agent, every RNG state, optionally the replay buffers, and the
-trainer's state: the fields of :class:`RunState`, the task-identity model's state, and the fingerprint of the
-configuration. Every training segment starts its environments from a seed derived from (run seed, block, step), so
-a run resumed from a checkpoint (with its replay buffers) continues exactly as the uninterrupted run would have.
-
-This module imports nothing heavy beyond torch and the agent: ``crl.cli`` checks a resume's configuration with it
-before anything is written.
+This module imports nothing heavy: ``crl.cli.main`` checks a resume's configuration with it before anything is
+written; the trainer it continues is passed in.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from agents import ContinualDQN
-from crl.config import RunConfig
-from crl import checkpoint as ckpt
-from crl import config as config_mod
-from crl import rundir
-from crl.sequence import Block
-from crl.task_inference.fmn import ForgetMeNot
-from crl.training.state import RunState
-from crl.usage import UsageError
+from crl.cli.usage import UsageError
+from crl.run import checkpoint as ckpt
+from crl.run import config as config_mod
+from crl.run import rundir
+from crl.run.config import RunConfig
 
-if TYPE_CHECKING:
-    from crl.training.loop import ContinualTrainer
+if TYPE_CHECKING:  # the trainer pulls in torch and matplotlib; this module is imported before input is checked
+    from crl.run.loop import ContinualTrainer
 
 # keys no resume may change, --force or not: the records (retention matrix, evaluations) are per game
 RESUME_NEVER_CHANGES = ("games",)
-
-
-# --- what a checkpoint holds ----------------------------------------------------------------------------------
-def save(checkpoints: Path, agent: ContinualDQN, state: RunState, task_identity: ForgetMeNot | None,
-         cfg: RunConfig) -> ckpt.ResumePoint:
-    """A resume point at the agent's step: the agent, ``state``, the task-identity model, RNG states (and the replay
-    buffers if ``checkpoint.replay``); the oldest points beyond ``checkpoint.keep`` go."""
-    saved = dataclasses.asdict(state)
-    if task_identity is not None:
-        saved["task_identity"] = task_identity.state_dict()
-    saved["fingerprint"] = rundir.fingerprint(cfg)  # a resume checks the configuration against it
-    c = cfg.checkpoint
-    return ckpt.save_resume_point(checkpoints, agent, saved, c.replay, c.keep)
-
-
-def upgrade_state(state: dict[str, Any], blocks: list[Block]) -> dict[str, Any]:
-    """A resume state written before game columns and task ids were kept apart (no ``task_ids``; its
-    ``trained_at`` held the agent's task ids): the ids move to ``task_ids`` and ``trained_at`` gets the columns."""
-    if "task_ids" in state:
-        return state
-    ids = list(state["trained_at"])
-    return {**state, "task_ids": ids, "trained_at": [b.task_id for b in blocks[: len(ids)]]}
-
-
-def restore(point: ckpt.ResumePoint, blocks: list[Block], device: str,
-            task_identity: ForgetMeNot | None) -> tuple[RunState, ContinualDQN, bool]:
-    """The run state and the agent of ``point``, with the RNG states set and ``task_identity`` loaded. Mid-block, the
-    agent continues its task (without ``before_task`` again) with the replay buffers if they were saved.
-
-    Returns (state, agent, whether the replay buffers were restored).
-    """
-    saved = upgrade_state(ckpt.load_trainer_state(point), blocks)
-    state = RunState(**{f.name: saved[f.name] for f in dataclasses.fields(RunState)})
-    if task_identity is not None:
-        task_identity.load_state_dict(saved["task_identity"])
-    agent = ContinualDQN.load(point.zip_path, device=device)
-    ckpt.set_rng_state(agent, saved["rng"])
-    if state.block_done > 0:
-        agent.resume_task(ckpt.load_replay(point) if saved["replay_saved"] else None)
-    return state, agent, saved["replay_saved"]
-
-
-def trim_records(run_dir: Path, games: list[str], state: RunState) -> None:
-    """Drop what the interrupted attempt wrote after the checkpoint (evaluations, block records, retention rows)."""
-    for name, count in ((rundir.EVALS, state.n_eval_records), (rundir.BLOCKS, state.n_block_records)):
-        path = run_dir / name
-        lines = path.read_text().splitlines(keepends=True)[:count] if path.exists() else []
-        rundir.atomic_write(path, "".join(lines))
-    rundir.write_retention(run_dir / rundir.RETENTION, games, state.retention)
 
 
 # --- continuing a run -----------------------------------------------------------------------------------------
@@ -113,7 +54,7 @@ def continue_run(trainer: ContinualTrainer, force: bool, warn: Callable[[str], N
             raise UsageError(str(e)) from e
         saved = ckpt.load_trainer_state(point)
         expected = record["fingerprint"] if record else rundir.fingerprint(cfg)
-        if saved.get("fingerprint", expected) != expected and not force:
+        if saved["fingerprint"] != expected and not force:
             raise UsageError(f"checkpoint {point.zip_path} was made with another configuration than "
                              f"{run_dir / rundir.CONFIG}; add --force to resume from it anyway")
         if (saved["block_index"] >= len(trainer.blocks) and (run_dir / rundir.METRICS).exists()

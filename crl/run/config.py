@@ -22,7 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from agents.method import Range, param
 from crl.methods import METHODS, section_name
-from crl.seeds import SEED_MAX
+from crl.run.seeds import SEED_MAX
 from crl.task_inference.fmn import ForgetMeNotParams
 
 

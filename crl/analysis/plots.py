@@ -4,7 +4,7 @@ Every function returns a matplotlib ``Figure`` drawn on the Agg canvas without p
 state), so the trainer can log it to TensorBoard and ``crl report`` can save it as PNG. Inputs are plain data:
 evaluation records as written to evals.jsonl (step, game, mean_return, and the normalized score under its family's
 key: hns for Atari, dqn_normalized for MinAtar) and blocks as in blocks.jsonl (block, game, start_step, end_step).
-The normalized score's field and labels come from the games' family (:mod:`crl.normalization`).
+The normalized score's field and labels come from the games' family (:mod:`crl.analysis.normalization`).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import EngFormatter
 
-from crl.metrics import normalized_matrix, total_clipped
-from crl.normalization import NORMALIZATIONS, normalization_of
-from crl.stats import seed_band
+from crl.analysis.metrics import normalized_matrix, total_clipped
+from crl.analysis.normalization import NORMALIZATIONS, normalization_of
+from crl.analysis.stats import seed_band
 
 Record = Mapping[str, Any]
 FIELD_LABELS = {"mean_return": "episode return (game score)", **{n.key: n.label for n in NORMALIZATIONS.values()}}

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch as th
 
-from crl.rundir import atomic_write
+from crl.run.rundir import atomic_write
 
 TRAINER_STATE = "trainer_state.pt"
 _RESUME = re.compile(r"^resume-(\d+)\.zip$")

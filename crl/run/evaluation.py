@@ -8,10 +8,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch as th
 
-from crl.config import RunConfig
-from crl import config as config_mod
-from crl import seeds
-from crl.seeds import derive_seed
+from crl.run.config import RunConfig
+from crl.run import config as config_mod
+from crl.run import seeds
+from crl.run.seeds import derive_seed
 from crl.task_inference.entropy import infer_task_id
 from envs import make_vec_env
 

@@ -1,0 +1,58 @@
+"""What a resume point holds of the run, besides the agent: the trainer's :class:`RunState`, the task-identity
+model's state and the configuration's fingerprint; saving one, restoring the run from one, and trimming the records
+the interrupted attempt wrote after it.
+
+A resume point (:mod:`crl.run.checkpoint`) also stores the agent, every RNG state and optionally the replay buffers.
+Every training segment starts its environments from a seed derived from (run seed, block, step), so a run resumed
+from a point (with its replay buffers) continues exactly as the uninterrupted run would have. How a run continues
+(``crl train --resume``) is the command line's: :mod:`crl.cli.resume`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from agents import ContinualDQN
+from crl.run.config import RunConfig
+from crl.run import checkpoint as ckpt
+from crl.run import rundir
+from crl.task_inference.fmn import ForgetMeNot
+from crl.run.state import RunState
+
+def save(checkpoints: Path, agent: ContinualDQN, state: RunState, task_identity: ForgetMeNot | None,
+         cfg: RunConfig) -> ckpt.ResumePoint:
+    """A resume point at the agent's step: the agent, ``state``, the task-identity model, RNG states (and the replay
+    buffers if ``checkpoint.replay``); the oldest points beyond ``checkpoint.keep`` go."""
+    saved = dataclasses.asdict(state)
+    if task_identity is not None:
+        saved["task_identity"] = task_identity.state_dict()
+    saved["fingerprint"] = rundir.fingerprint(cfg)  # a resume checks the configuration against it
+    c = cfg.checkpoint
+    return ckpt.save_resume_point(checkpoints, agent, saved, c.replay, c.keep)
+
+
+def restore(point: ckpt.ResumePoint, device: str, task_identity: ForgetMeNot | None) -> tuple[RunState, ContinualDQN, bool]:
+    """The run state and the agent of ``point``, with the RNG states set and ``task_identity`` loaded. Mid-block, the
+    agent continues its task (without ``before_task`` again) with the replay buffers if they were saved.
+
+    Returns (state, agent, whether the replay buffers were restored).
+    """
+    saved = ckpt.load_trainer_state(point)
+    state = RunState(**{f.name: saved[f.name] for f in dataclasses.fields(RunState)})
+    if task_identity is not None:
+        task_identity.load_state_dict(saved["task_identity"])
+    agent = ContinualDQN.load(point.zip_path, device=device)
+    ckpt.set_rng_state(agent, saved["rng"])
+    if state.block_done > 0:
+        agent.resume_task(ckpt.load_replay(point) if saved["replay_saved"] else None)
+    return state, agent, saved["replay_saved"]
+
+
+def trim_records(run_dir: Path, games: list[str], state: RunState) -> None:
+    """Drop what the interrupted attempt wrote after the checkpoint (evaluations, block records, retention rows)."""
+    for name, count in ((rundir.EVALS, state.n_eval_records), (rundir.BLOCKS, state.n_block_records)):
+        path = run_dir / name
+        lines = path.read_text().splitlines(keepends=True)[:count] if path.exists() else []
+        rundir.atomic_write(path, "".join(lines))
+    rundir.write_retention(run_dir / rundir.RETENTION, games, state.retention)
