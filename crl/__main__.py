@@ -6,7 +6,7 @@ import sys
 def run() -> int:
     """The ``crl`` command. A Ctrl-C while its modules load (torch: seconds) is one line and status 130, as later."""
     try:
-        from crl.cli import main
+        from crl.cli.main import main
     except KeyboardInterrupt:
         print("crl: interrupted", file=sys.stderr)
         return 130

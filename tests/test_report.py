@@ -15,7 +15,7 @@ from matplotlib.image import imread
 
 from crl.analysis import metrics, normalization
 
-from crl.report import records as report
+from crl.report import command, compute, records
 from crl.analysis.normalization import normalized_score, score_name
 
 GAMES = ["pong", "breakout"]
@@ -95,12 +95,12 @@ BREAKOUT = [2.0, 2.0, 2.0, 2.0, 5.0, 10.0, 20.0, 30.0]
 
 def run_report(*argv: str) -> int:
     parser = argparse.ArgumentParser()
-    report.add_arguments(parser)
-    return report.main(parser.parse_args([str(a) for a in argv]))
+    command.add_arguments(parser)
+    return command.main(parser.parse_args([str(a) for a in argv]))
 
 
 def test_load_run_reads_every_file(tmp_path):
-    run = report.load_run(write_run(tmp_path / "a", {"pong": PONG, "breakout": BREAKOUT}))
+    run = records.load_run(write_run(tmp_path / "a", {"pong": PONG, "breakout": BREAKOUT}))
     assert run.games == GAMES and run.sequence == ("pong", "breakout")
     np.testing.assert_allclose(run.retention, [[10.0, 2.0], [-10.0, 30.0]])
     assert run.trained_at == [0, 1] and not run.partial and run.status() == "complete"
@@ -110,15 +110,15 @@ def test_load_run_reads_every_file(tmp_path):
 def test_retention_columns_follow_the_config_order(tmp_path):
     path = write_run(tmp_path / "a", {"pong": PONG, "breakout": BREAKOUT})
     (path / "retention.csv").write_text("after_task,breakout,pong\n0,2,10\n1,30,-10\n")
-    np.testing.assert_allclose(report.load_run(path).retention, [[10.0, 2.0], [-10.0, 30.0]])
+    np.testing.assert_allclose(records.load_run(path).retention, [[10.0, 2.0], [-10.0, 30.0]])
     (path / "retention.csv").write_text("after_task,breakout,seaquest\n0,2,10\n")
-    with pytest.raises(report.BadInput, match="do not match the config's games"):
-        report.load_run(path)
+    with pytest.raises(records.BadInput, match="do not match the config's games"):
+        records.load_run(path)
 
 
 def test_run_metrics_equal_the_metrics_module(tmp_path):
     path = write_run(tmp_path / "a", {"pong": PONG, "breakout": BREAKOUT})
-    m = report.run_metrics(report.load_run(path), {})
+    m = compute.run_metrics(records.load_run(path), {})
     assert m["average_forgetting"] == pytest.approx(20.0)  # Pong: best 10 after block 0, final -10
     assert m["backward_transfer"] == pytest.approx(-20.0)
     assert m["average_final_return"] == pytest.approx(10.0)
@@ -131,26 +131,26 @@ def test_run_metrics_equal_the_metrics_module(tmp_path):
 def test_partial_run_is_reported_as_far_as_it_got(tmp_path):
     # Stopped during block 1 of 4 (two cycles): one retention row, block 1 logged, blocks 2-3 planned from the config.
     path = write_run(tmp_path / "a", {"pong": PONG, "breakout": BREAKOUT}, cycles=2, finished_blocks=1)
-    run = report.load_run(path)
+    run = records.load_run(path)
     assert run.partial and run.status() == "partial: 1/4 blocks finished"
     assert [b["game"] for b in run.blocks] == ["pong", "breakout", "pong", "breakout"]
     assert run.blocks[3]["start_step"] == 3000
-    m = report.run_metrics(run, {})
+    m = compute.run_metrics(run, {})
     assert m["average_final_return"] == pytest.approx(6.0) and m["average_forgetting"] is None
 
 
 def test_forward_transfer_against_single_game_references(tmp_path):
     # Breakout first trained in block 1 (steps 1000-2000); evaluations at relative steps 250..1000.
-    run = report.load_run(write_run(tmp_path / "a", {"pong": PONG, "breakout": BREAKOUT}))
+    run = records.load_run(write_run(tmp_path / "a", {"pong": PONG, "breakout": BREAKOUT}))
     ref_curve = [2.0, 5.0, 8.0, 12.0]
-    ref = report.load_run(write_run(tmp_path / "ref", {"breakout": ref_curve}, games=["breakout"]))
-    ft = report.forward_transfers(run, report.references_by_game([ref]))
+    ref = records.load_run(write_run(tmp_path / "ref", {"breakout": ref_curve}, games=["breakout"]))
+    ft = compute.forward_transfers(run, compute.references_by_game([ref]))
     clip = lambda v: min(max(hns("breakout", v), 0.0), 1.0)  # noqa: E731
     # Equal spacing: trapezoid time-average = (first/2 + middle + last/2) / 3.
     auc = (clip(5) / 2 + clip(10) + clip(20) + clip(30) / 2) / 3
     auc_ref = (clip(2) / 2 + clip(5) + clip(8) + clip(12) / 2) / 3
     assert ft["breakout"] == pytest.approx((auc - auc_ref) / (1 - auc_ref))
-    m = report.run_metrics(run, report.references_by_game([ref]))
+    m = compute.run_metrics(run, compute.references_by_game([ref]))
     assert m["average_forward_transfer"] == pytest.approx(ft["breakout"])
 
 
@@ -158,22 +158,21 @@ def test_a_run_resumed_mid_block_without_its_replay_says_so_in_its_status(tmp_pa
     path = write_run(tmp_path / "a", {"pong": PONG, "breakout": BREAKOUT})
     resumes = [{"note": "resumed from resume-5.zip at step 5", "step": 5, "replay_refilled": False},
                {"note": "resumed ...", "step": 700, "replay_refilled": True},
-               {"note": "resumed ...; replay buffers were not saved (--checkpoint-replay), so this block refills its "
-                        "buffer"}]  # a log written before the field: read by its note
+               {"note": "resumed ...", "step": 900, "replay_refilled": True}]
     (path / "resumes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in resumes))
-    assert report.load_run(path).status() == "complete; resumed mid-block 2x, replay buffer refilled"
+    assert records.load_run(path).status() == "complete; resumed mid-block 2x, replay buffer refilled"
 
 
 def test_groups_by_config_without_seed_and_labels_by_what_differs(tmp_path):
     curves = {"pong": PONG, "breakout": BREAKOUT}
-    runs = [report.load_run(write_run(tmp_path / name, curves, method=method, seed=seed, params=params))
+    runs = [records.load_run(write_run(tmp_path / name, curves, method=method, seed=seed, params=params))
             for name, method, seed, params in [("f0", "finetune", 0, {}), ("e0", "ewc", 0, {"lambda_": 400}),
                                                ("f1", "finetune", 1, {}), ("e1", "ewc", 1, {"lambda_": 400}),
                                                ("e2", "ewc", 2, {"lambda_": 100})]]
-    groups = report.group_runs(runs)
+    groups = compute.group_runs(runs)
     assert [[r.path.name for r in g.runs] for g in groups] == [["f0", "f1"], ["e0", "e1"], ["e2"]]
     assert [g.label for g in groups] == ["finetune", "ewc (ewc.lambda_=400)", "ewc (ewc.lambda_=100)"]
-    one_method = report.group_runs(runs[:1] + runs[2:3])
+    one_method = compute.group_runs(runs[:1] + runs[2:3])
     assert [g.label for g in one_method] == ["finetune"]
 
 
@@ -185,7 +184,7 @@ def test_a_setting_shows_only_in_the_labels_of_the_method_whose_groups_it_tells_
     for path, modulated in zip(paths, (False, False, True)):
         config = yaml.safe_load((path / "config.yaml").read_text())
         (path / "config.yaml").write_text(yaml.safe_dump({**config, "network": {"task_modulation": modulated}}))
-    groups = report.group_runs([report.load_run(p) for p in paths])
+    groups = compute.group_runs([records.load_run(p) for p in paths])
     assert [g.label for g in groups] == ["finetune", "ewc (network.task_modulation=False)",
                                          "ewc (network.task_modulation=True)"]
 
@@ -259,13 +258,13 @@ def test_a_torn_last_line_of_a_running_run_is_skipped(tmp_path):
     path = write_run(tmp_path / "a", {"pong": PONG, "breakout": BREAKOUT})
     lines = (path / "evals.jsonl").read_text().splitlines()
     (path / "evals.jsonl").write_text("\n".join(lines) + '\n{"step": 20')
-    assert len(report.load_run(path).evals) == len(lines)
+    assert len(records.load_run(path).evals) == len(lines)
 
 
 def test_trainer_facing_figures_show_the_numbers(tmp_path):
     from crl.analysis import plots
 
-    run = report.load_run(write_run(tmp_path / "a", {"pong": PONG, "breakout": BREAKOUT}))
+    run = records.load_run(write_run(tmp_path / "a", {"pong": PONG, "breakout": BREAKOUT}))
     fig = plots.retention_heatmap(run.retention, GAMES, trained_at=run.trained_at)
     raw, hns_ax = fig.axes[:2]
     assert [t.get_text() for t in raw.texts] == ["10.0", "2.0", "-10.0", "30.0"]
@@ -323,12 +322,12 @@ def test_minatar_report_names_the_dqn_normalized_score(tmp_path):
 
 
 def test_minatar_forward_transfer_uses_the_dqn_normalized_curves(tmp_path):
-    run = report.load_run(write_run(tmp_path / "m", {"minatar/breakout": M_BREAKOUT,
+    run = records.load_run(write_run(tmp_path / "m", {"minatar/breakout": M_BREAKOUT,
                                                      "minatar/space_invaders": M_INVADERS}, games=MINATAR))
     ref_curve = [3.0, 5.0, 8.0, 12.0]
-    ref = report.load_run(write_run(tmp_path / "ref", {"minatar/space_invaders": ref_curve},
+    ref = records.load_run(write_run(tmp_path / "ref", {"minatar/space_invaders": ref_curve},
                                     games=["minatar/space_invaders"]))
-    ft = report.forward_transfers(run, report.references_by_game([ref]))
+    ft = compute.forward_transfers(run, compute.references_by_game([ref]))
     clip = lambda v: min(max(dqn_normalized("minatar/space_invaders", v), 0.0), 1.0)  # noqa: E731
     auc = (clip(10) / 2 + clip(20) + clip(30) + clip(50) / 2) / 3
     auc_ref = (clip(3) / 2 + clip(5) + clip(8) + clip(12) / 2) / 3
@@ -338,7 +337,7 @@ def test_minatar_forward_transfer_uses_the_dqn_normalized_curves(tmp_path):
 def test_minatar_figures_label_and_compute_the_dqn_normalized_score(tmp_path):
     from crl.analysis import plots
 
-    run = report.load_run(write_run(tmp_path / "m", {"minatar/breakout": M_BREAKOUT,
+    run = records.load_run(write_run(tmp_path / "m", {"minatar/breakout": M_BREAKOUT,
                                                      "minatar/space_invaders": M_INVADERS}, games=MINATAR))
     fig = plots.retention_heatmap(run.retention, MINATAR, trained_at=run.trained_at)
     _, scores, colorbar = fig.axes[:3]

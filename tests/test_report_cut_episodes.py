@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from crl.report import records as report
+from crl.report import compute, records, render
 
 from crl.run import rundir
 from tests.test_report import BREAKOUT, PONG, run_report, write_run
@@ -33,7 +33,7 @@ def test_cut_final_scores_are_flagged_in_tables_and_summary(tmp_path: Path) -> N
     table = lines[lines.index("**final return**") + 2:]  # the per-game table of final returns: header, rule, rows
     header, row = table[0], next(line for line in table if line.startswith("| finetune |"))
     cells = dict(zip([c.strip() for c in header.strip("|").split("|")], [c.strip() for c in row.strip("|").split("|")]))
-    assert report.CUT_MARK.strip() in cells["breakout"] and report.CUT_MARK.strip() not in cells["pong"]
+    assert render.CUT_MARK.strip() in cells["breakout"] and render.CUT_MARK.strip() not in cells["pong"]
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["groups"][0]["runs"][0]["cut_episodes"]["final"] == {"pong": [0, 2], "breakout": [2, 2]}
 
@@ -42,9 +42,9 @@ def test_no_cut_no_note(tmp_path: Path) -> None:
     run = with_cuts(write_run(tmp_path / "a", {"pong": PONG, "breakout": BREAKOUT}), {})
     assert run_report(run, "--out", tmp_path / "out") == 0
     text = (tmp_path / "out" / "report.md").read_text()
-    assert "Cut episodes" not in text and report.CUT_MARK.strip() not in text
+    assert "Cut episodes" not in text and render.CUT_MARK.strip() not in text
 
 
 def test_runs_written_before_the_field_count_no_cuts(tmp_path: Path) -> None:
-    run = report.load_run(write_run(tmp_path / "a", {"pong": PONG, "breakout": BREAKOUT}))
-    assert report.cut_episodes(run)["final"] == {"pong": [0, 1], "breakout": [0, 1]}
+    run = records.load_run(write_run(tmp_path / "a", {"pong": PONG, "breakout": BREAKOUT}))
+    assert compute.cut_episodes(run)["final"] == {"pong": [0, 1], "breakout": [0, 1]}

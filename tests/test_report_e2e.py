@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from crl.cli import main as cli_main
+from crl.cli.main import main as cli_main
 
 pytestmark = pytest.mark.e2e  # real games end to end: `-m "not e2e"` skips them
 

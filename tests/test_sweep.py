@@ -169,7 +169,7 @@ def test_dry_run_prints_every_run_and_writes_nothing(tmp_path):
 @pytest.mark.e2e  # a `crl` subprocess
 def test_ray_option_without_ray_says_how_to_install_it(tmp_path):
     path = write_spec(tmp_path / "s.yaml", {"base": {"games": GAMES}})
-    code = ("import sys; sys.modules['ray'] = None; from crl.cli import main; "
+    code = ("import sys; sys.modules['ray'] = None; from crl.cli.main import main; "
             f"sys.exit(main(['sweep', {str(path)!r}, '--out', {str(tmp_path / 'out')!r}, '--ray']))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
                           env=dict(os.environ, PYTHONPATH=str(REPO)))

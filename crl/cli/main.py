@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("games", help="list the known games of both families with their reference scores")
 
     try:
-        from crl.report import records as report
+        from crl.report import command as report
     except ImportError:
         report = None
     if report is not None:
@@ -266,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from crl import sweep
 
             return sweep.main(args)
-        from crl.report import records as report
+        from crl.report import command as report
 
         try:
             return report.main(args)

@@ -163,7 +163,7 @@ def run(out: Path, sweep: Sweep, state: dict[str, Any], workers: int | None, ray
 
 def report(out: Path, state: dict[str, Any] | None = None) -> int:
     """``crl report`` over the finished runs, one report per game sequence, references wired in: ``DIR/report``."""
-    from crl.report import records as report_mod
+    from crl.report import command as report_mod
 
     if state is None:
         if not out.is_dir():

@@ -1,0 +1,208 @@
+"""What a report computes from records: each run's metrics (:mod:`crl.analysis.metrics` on its retention matrix,
+forward transfer against reference runs), runs grouped by configuration minus the seed, and each group's seed
+statistics (:mod:`crl.analysis.stats`, imported where it aggregates: scipy takes seconds to import).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from crl.analysis import metrics
+from crl.analysis.normalization import Normalization
+from crl.methods import METHODS, section_name
+from crl.report.records import Run
+from crl.run.config import flatten
+
+IGNORED_CONFIG_KEYS = ("seed", "run_dir", "device")
+
+
+def summary_metrics(norm: Normalization) -> tuple[tuple[str, str], ...]:
+    """(key in a run's metrics, table label): the keys of metrics.summarize plus the forward transfer added here,
+    the normalized ones named after ``norm`` (``average_final_hns`` / ``average_final_dqn_normalized``, ...)."""
+    return (
+        ("average_final_return", "Final average return"),
+        (f"average_final_{norm.key}", f"Final average {norm.short}"),
+        ("average_forgetting", "Average forgetting (return)"),
+        ("backward_transfer", "Backward transfer (return)"),
+        ("average_forward_transfer", f"Forward transfer (clipped-{norm.short} AUC)"),
+        (f"total_clipped_{norm.key}", f"Total clipped {norm.short}"),
+    )
+
+
+def per_game_fields(norm: Normalization) -> dict[str, str]:
+    """Per-game metrics of the report's table (key in a run's metrics -> column name)."""
+    return {"after_last_block_return": "return after its last block", "final_return": "final return", f"final_{norm.key}": f"final {norm.short}", "forgetting": "forgetting"}
+
+
+# --- per-run metrics ---------------------------------------------------------------------------------
+
+
+def block_curve(run: Run, block: int, game: str, span: float) -> tuple[np.ndarray, np.ndarray]:
+    """Clipped normalized score (the family's, in [0, 1]) of ``game`` evaluated during ``block``, against steps since
+    the block started, up to ``span``."""
+    start, key = run.blocks[block]["start_step"], run.normalization.key
+    points = [(r["step"] - start, min(max(r[key], 0.0), 1.0)) for r in run.evals
+              if r.get("block") == block and r["game"] == game and r.get(key) is not None
+              and r["step"] - start <= span]
+    steps, values = zip(*points) if points else ((), ())
+    return np.array(steps, dtype=float), np.array(values, dtype=float)
+
+
+def references_by_game(references: list[Run]) -> dict[str, list[Run]]:
+    """Single-game reference runs by the game they train."""
+    by_game: dict[str, list[Run]] = {}
+    for ref in references:
+        by_game.setdefault(ref.games[0], []).append(ref)
+    return by_game
+
+
+def forward_transfers(run: Run, references: dict[str, list[Run]]) -> dict[str, float]:
+    """Per game with a reference: Continual World's FT of the game's first block against the reference runs.
+
+    The reference area is the mean over the reference runs (seeds) of their area over the same number of steps.
+    NaN for a game whose first block has not finished or whose curves have no normalized score.
+    """
+    out = {}
+    for game, refs in references.items():
+        first = next((b for b, block in enumerate(run.blocks) if block["game"] == game), None)
+        if first is None or first >= run.blocks_finished:
+            out[game] = math.nan
+            continue
+        span = run.blocks[first]["end_step"] - run.blocks[first]["start_step"]
+        auc = metrics.area_under_curve(*block_curve(run, first, game, span))
+        ref_aucs = [metrics.area_under_curve(*block_curve(ref, 0, game, span)) for ref in refs]
+        ref_aucs = [a for a in ref_aucs if np.isfinite(a)]
+        out[game] = metrics.forward_transfer(auc, float(np.mean(ref_aucs))) if ref_aucs else math.nan
+    return out
+
+
+def run_metrics(run: Run, references: dict[str, list[Run]]) -> dict[str, Any]:
+    """``metrics.summarize`` over the finished blocks, plus forward transfer when references are given."""
+    if run.blocks_finished == 0:
+        out: dict[str, Any] = {key: None for key, _ in summary_metrics(run.normalization)}
+    else:
+        out = metrics.summarize(run.retention, run.games, run.trained_at)
+    if references:
+        ft = forward_transfers(run, references)
+        finite = [v for v in ft.values() if np.isfinite(v)]
+        out["forward_transfer"] = {g: (v if np.isfinite(v) else None) for g, v in ft.items()}
+        out["average_forward_transfer"] = float(np.mean(finite)) if finite else None
+    else:
+        out["average_forward_transfer"] = None
+    return out
+
+
+def cut_episodes(run: Run) -> dict[str, dict[str, list[int]]]:
+    """Per game ``[cut, played]`` episodes: ``final`` in the evaluation behind the last retention row, ``all`` over
+    every evaluation. A cut episode was ended by ``eval.max_steps`` before the game ended, so its return is a lower
+    bound of the full episode's (evals.jsonl's ``cut_episodes``; runs written before it count none)."""
+    out: dict[str, dict[str, list[int]]] = {"final": {}, "all": {}}
+    last = run.blocks_finished - 1
+    for r in run.evals:
+        counts = (int(r.get("cut_episodes") or 0), int(r.get("episodes") or 0))
+        scopes = ["all"] + (["final"] if r.get("final") and r.get("block") == last else [])
+        for scope in scopes:
+            total = out[scope].setdefault(r["game"], [0, 0])
+            total[0] += counts[0]
+            total[1] += counts[1]
+    return out
+
+
+# --- grouping ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Group:
+    """Runs of one configuration (seeds), with a label that tells it apart from the other groups."""
+
+    label: str
+    config: dict[str, Any]
+    runs: list[Run]
+
+    @property
+    def method(self) -> str:
+        return str(self.config["method"])
+
+    def method_params(self) -> dict[str, Any]:
+        return dict(self.config.get(section_name(self.method)) or {})
+
+
+def identity(config: dict[str, Any]) -> dict[str, Any]:
+    """What identifies a configuration across seeds: the resolved config minus seed, run_dir, device, and the
+    parameter sections of methods the run does not use (the resolved config holds one per registered method)."""
+    unused = {section_name(m) for m in METHODS} - {section_name(str(config["method"]))}
+    return {k: v for k, v in config.items() if k not in IGNORED_CONFIG_KEYS and k not in unused}
+
+
+def group_runs(runs: list[Run]) -> list[Group]:
+    """Groups in order of first appearance, labelled by method plus the settings that set them apart.
+
+    A setting shows in a label when another group of the same method has the same key with another value
+    (``ewc.lambda_=400``), so the labels read like the ``--set`` options that tell a method's groups apart; the
+    method's name tells it from the others.
+    """
+    grouped: dict[str, list[Run]] = {}
+    for run in runs:
+        grouped.setdefault(json.dumps(identity(run.config), sort_keys=True, default=str), []).append(run)
+    flat = [flatten(identity(rs[0].config)) for rs in grouped.values()]
+    groups: list[Group] = []
+    for i, (config, rs) in enumerate(zip(flat, grouped.values())):
+        same_method = [other for other in flat if other["method"] == config["method"]]
+        differing = [k for k in config
+                     if k != "method" and any(k in other and other[k] != config[k] for other in same_method)]
+        label = str(config["method"]) + (f" ({', '.join(f'{k}={config[k]}' for k in differing)})" if differing else "")
+        if any(g.label == label for g in groups):
+            label += f" #{i + 1}"
+        groups.append(Group(label, rs[0].config, rs))
+    return groups
+
+
+# --- summaries -----------------------------------------------------------------------------------------
+
+
+def group_statistics(per_run: list[dict[str, Any]], norm: Normalization) -> dict[str, Any]:
+    """Each summary metric over the runs of a group (a run without a value is left out of n)."""
+    from crl.analysis.stats import seed_statistic
+
+    return {key: seed_statistic([m.get(key) for m in per_run]) for key, _ in summary_metrics(norm)}
+
+
+def build_summary(groups: list[Group], references: list[Run]) -> dict[str, Any]:
+    """Everything summary.json holds: per group its runs' metrics and their seed statistics."""
+    from crl.analysis.stats import CONFIDENCE
+
+    refs = references_by_game(references)
+    out_groups = []
+    for group in groups:
+        per_run = [{"run": str(r.path), "seed": r.seed, "status": r.status(), "partial": r.partial,
+                    "blocks_finished": r.blocks_finished, "blocks_planned": len(r.blocks),
+                    "metrics": run_metrics(r, refs), "cut_episodes": cut_episodes(r)} for r in group.runs]
+        stats = group_statistics([p["metrics"] for p in per_run], group.runs[0].normalization)
+        out_groups.append({
+            "label": group.label,
+            "method": group.method,
+            "method_params": group.method_params(),
+            "n_runs": len(group.runs),
+            "partial": any(r.partial for r in group.runs),
+            "statistics": {key: s.as_dict() for key, s in stats.items()},
+            "runs": per_run,
+        })
+    first = groups[0].runs[0]
+    return {
+        "games": first.games,
+        "sequence": list(first.sequence),
+        "confidence": CONFIDENCE,
+        "reference_runs": [str(r.path) for r in references],
+        "groups": out_groups,
+    }
+
+
+def mean_retention(runs: list[Run]) -> np.ndarray:
+    """Retention matrix averaged over runs, over the blocks every run finished."""
+    rows = min(r.blocks_finished for r in runs)
+    return np.mean([r.retention[:rows] for r in runs], axis=0).reshape(rows, len(runs[0].games))

@@ -1,0 +1,184 @@
+"""Rendering a report: summary.csv, the figures (matplotlib, imported only here and only when drawing) and
+report.md, from the groups and the summary :mod:`crl.report.compute` made.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from crl.analysis.normalization import normalization_of
+from crl.report.compute import Group, mean_retention, per_game_fields, summary_metrics
+
+
+def summary_csv(summary: dict[str, Any]) -> str:
+    """summary.csv: one row per (group, metric) with the mean, its interval and the IQM."""
+    buf = io.StringIO()
+    fields = ["group", "metric", "n", "mean", "ci_low", "ci_high", "iqm", "iqm_ci_low", "iqm_ci_high", "note"]
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for group in summary["groups"]:
+        for key, _ in summary_metrics(normalization_of(summary["games"])):
+            s = group["statistics"][key]
+            values = {f: ("" if s[f] is None else s[f]) for f in fields[2:]}
+            writer.writerow({"group": group["label"], "metric": key, **values})
+    return buf.getvalue()
+
+
+# --- figures -----------------------------------------------------------------------------------------
+
+
+def figures(groups: list[Group]) -> dict[str, Any]:
+    """The report's figures by file name."""
+    from crl.analysis import plots
+
+    first = groups[0].runs[0]
+    key = first.normalization.key
+    records = {g.label: [r.evals for r in g.runs] for g in groups}
+    retention = []
+    for g in groups:
+        seeds = f"{len(g.runs)} seed{'s' if len(g.runs) > 1 else ''}"
+        retention.append((f"{g.label} — mean over {seeds}", mean_retention(g.runs)))
+    trained_at = [first.games.index(game) for game in first.sequence]
+    return {
+        "curves.png": plots.method_curves(records, first.games, first.blocks),
+        "retention.png": plots.retention_grid(retention, first.games, trained_at),
+        f"total_{key}.png": plots.total_clipped_curves(records, first.games, first.blocks),
+    }
+
+
+# --- report.md ---------------------------------------------------------------------------------------
+
+
+def markdown(groups: list[Group], summary: dict[str, Any]) -> str:
+    """The human-readable report: configuration, runs, metric tables, figures."""
+    from crl.analysis.stats import SeedStatistic, format_statistic
+
+    first = groups[0].runs[0]
+    cfg = first.config
+    norm = first.normalization
+    lines = [
+        "# Continual RL report",
+        "",
+        f"Generated {datetime.now().isoformat(timespec='seconds')} by `crl report`.",
+        "",
+        "## Configuration",
+        "",
+        f"- Game sequence: {' → '.join(cfg['games'])}, {cfg.get('cycles', 1)} cycle(s) "
+        f"({len(first.blocks)} task blocks of {cfg['steps_per_game']} environment steps)",
+    ]
+    for group in groups:
+        params = ", ".join(f"{k}={v}" for k, v in group.method_params().items()) or "no parameters"
+        lines.append(f"- **{group.label}**: method `{group.method}` ({params}); {len(group.runs)} run(s)")
+    if summary["reference_runs"]:
+        lines.append(f"- Single-game reference runs (forward transfer): {', '.join(summary['reference_runs'])}")
+    lines += ["", "## Runs", "", "| group | run | seed | status |", "|---|---|---|---|"]
+    for group in groups:
+        for run in group.runs:
+            lines.append(f"| {group.label} | `{run.path}` | {run.seed} | {run.status()} |")
+    if any(r.partial for g in groups for r in g.runs):
+        lines += ["", "Partial runs are reported over the blocks they finished; their metrics are not final."]
+
+    with_ft = bool(summary["reference_runs"])
+    shown = [(key, label) for key, label in summary_metrics(norm) if key != "average_forward_transfer" or with_ft]
+    lines += ["", "## Metrics", "",
+              "Mean over seeds [95% percentile-bootstrap interval]; the interquartile mean (IQM) with 5 or more seeds.",
+              "", "| group | " + " | ".join(label for _, label in shown) + " | runs |",
+              "|---|" + "---|" * (len(shown) + 1)]
+    for g in summary["groups"]:
+        cells = [format_statistic(SeedStatistic(**g["statistics"][key])) for key, _ in shown]
+        label = g["label"] + (" (partial)" if g["partial"] else "")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {g['n_runs']} |")
+    # the games the normalized averages really cover: those with a final score (the others have no reference scores)
+    rated = [g for g in first.games if any((r["metrics"].get(f"final_{norm.key}") or {}).get(g) is not None
+                                           for grp in summary["groups"] for r in grp["runs"])]
+    unrated = [g for g in first.games if g not in rated]
+    lines += ["", f"Final average {norm.short} and total clipped {norm.short} are over the games with "
+              f"{norm.references}: " + (", ".join(rated) or "none")
+              + (f" (not {', '.join(unrated)}: no reference scores)" if unrated else "") + "."]
+    cut_groups = [g["label"] for g in summary["groups"] if any(_cut(g, game, "final")[0] for game in first.games)]
+    if cut_groups:
+        lines += ["", f"The final scores of {', '.join(cut_groups)} include episodes cut by `eval.max_steps` "
+                      "(lower bounds of full-episode scores; see *Cut episodes* below)."]
+    if not with_ft:
+        lines += ["", "Forward transfer needs single-game reference runs: `crl report ... --reference RUN_DIR ...`."]
+
+    per_game = per_game_fields(norm) | ({"forward_transfer": "forward transfer"} if with_ft else {})
+    lines += ["", "### Per game (mean over seeds)", "", "One table per measure: a row per group, a column per game."]
+    for field, name in per_game.items():
+        lines += ["", f"**{name}**", "",
+                  "| group | " + " | ".join(first.games) + " |", "|---|" + "---|" * len(first.games)]
+        for g in summary["groups"]:
+            cells = [_mean_cell([r["metrics"][field].get(game) for r in g["runs"] if r["metrics"].get(field)])
+                     + (CUT_MARK if field.startswith("final_") and _cut(g, game, "final")[0] else "")
+                     for game in first.games]
+            lines.append(f"| {g['label']} | " + " | ".join(cells) + " |")
+    lines += _cut_section(summary, first.games, cfg)
+
+    lines += [
+        "", "## Figures", "",
+        f"Evaluation return and {norm.name} of every game over training; shaded: task blocks.", "",
+        "![evaluation curves](curves.png)", "",
+        "Retention matrix: row *i* = evaluation after task block *i*; boxed cells: the game trained in that block.", "",
+        "![retention matrix](retention.png)", "",
+        f"Total clipped {norm.short} (sum over games of min({norm.short}, 1)"
+        + (f", {norm.total_source}" if norm.total_source else "") + ").", "",
+        f"![total clipped {norm.short}](total_{norm.key}.png)", "",
+        "## Definitions", "",
+        f"- *{norm.name}*" + ("" if norm.name.startswith(norm.short) else f" ({norm.short})")
+        + f": per game {norm.formula}, with the {norm.references} shipped in crl/data/ (sources in its README); "
+        f"0 is random play, 1 is {norm.level}.",
+        "- *Forgetting* (Chaudhry et al. 2018): per game, best return after any earlier block minus the final return.",
+        "- *Backward transfer* (Lopez-Paz & Ranzato 2017): final return minus the return right after the game's last "
+        "training block, averaged over games; negative means forgetting.",
+        "- *Forward transfer* (Wolczyk et al. 2021, Continual World): (AUC − AUC_ref) / (1 − AUC_ref), "
+        f"with AUC the time-average of the game's clipped {norm.short} (in [0, 1]) during its first block and AUC_ref "
+        "that of single-game reference runs over the same number of steps.",
+        f"- *Total clipped {norm.short}*: sum over games of min({norm.short}, 1) at the end of training.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+CUT_MARK = " †"
+
+
+def _cut(group: dict[str, Any], game: str, scope: str) -> tuple[int, int]:
+    """``(cut, played)`` episodes of ``game`` in ``scope`` ("final" or "all"), summed over the group's runs."""
+    counts = [r["cut_episodes"][scope].get(game, [0, 0]) for r in group["runs"]]
+    return sum(c for c, _ in counts), sum(n for _, n in counts)
+
+
+def _cut_section(summary: dict[str, Any], games: list[str], cfg: dict[str, Any]) -> list[str]:
+    """The report's note on episodes cut by ``eval.max_steps``; nothing when no episode was cut."""
+    rows = [(g["label"], game, _cut(g, game, "final"), _cut(g, game, "all"))
+            for g in summary["groups"] for game in games]
+    rows = [row for row in rows if row[3][0]]
+    if not rows:
+        return []
+    max_steps = (cfg.get("eval") or {}).get("max_steps")
+    limit = "`eval.max_steps`" + (f" ({max_steps} agent steps)" if max_steps else "")
+    lines = ["", "### Cut episodes", "",
+             f"These scores come partly from evaluation episodes that {limit} "
+             "ended before the game did: such a return is a lower bound of the full episode's, so the score, and "
+             f"any forgetting or transfer computed from it, is not a full-episode figure. `{CUT_MARK.strip()}` in the "
+             "per-game table: the final evaluation had cut episodes. Raise `--eval-max-steps` for full episodes.", "",
+             "| group | game | cut in the final evaluation | cut in all evaluations |", "|---|---|---|---|"]
+    for label, game, (final_cut, final_n), (all_cut, all_n) in rows:
+        lines.append(f"| {label} | {game} | {final_cut} of {final_n} | {all_cut} of {all_n} |")
+    return lines
+
+
+def _mean_cell(values: list[float | None]) -> str:
+    finite = [v for v in values if v is not None and np.isfinite(v)]
+    return f"{np.mean(finite):.2f}" if finite else "n/a"
+
+
+def png_bytes(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return buf.getvalue()
