@@ -206,7 +206,8 @@ def test_every_crl_method_is_declared_in_the_entry_point_group() -> None:
     declared = {e.name: e.value for e in importlib.metadata.entry_points(group="crl.methods")}
     crl_methods = {name: f"{cls.__module__}:{cls.__qualname__}" for name, cls in METHODS.items()
                    if cls.__module__.startswith(("crl.", "agents."))}
-    assert {name: declared.get(name) for name in crl_methods} == crl_methods
+    missing = [f"{name} = {value}" for name, value in crl_methods.items() if declared.get(name) != value]
+    assert not missing, "add to setup.cfg's crl.methods entry points, then pip install -e .: " + "; ".join(missing)
 
 
 def test_a_saved_ewc_agent_loads_in_a_fresh_interpreter_with_nothing_else_imported(tmp_path: Path) -> None:
