@@ -31,7 +31,8 @@ from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.type_aliases import ReplayBufferSamples, Schedule
 from stable_baselines3.dqn.policies import DQNPolicy
 
-from agents.method import METHODS, FineTune, HookContext, Method, TaskInfo, method_class, seed_of
+from agents.composition import build_method, is_buildable
+from agents.method import FineTune, HookContext, Method, TaskInfo, seed_of
 from agents.networks import TaskQNetwork, build_q_network
 from agents.frame_buffer import FrameReplayBuffer, sample_with
 
@@ -172,7 +173,7 @@ class ContinualDQN(DQN):
         """SB3's zip plus the method (its registered name, parameters, state and generator) and ``extra_files``;
         written to a temporary file, fsynced, renamed."""
         name = self.method.name
-        if METHODS.get(name) is not type(self.method):
+        if not is_buildable(self.method):
             raise ValueError(f"{type(self.method).__qualname__} is not a registered method (set its name): a saved "
                              "agent finds its method by name")
         path = Path(path)
@@ -193,8 +194,8 @@ class ContinualDQN(DQN):
     def load(cls, path: str | os.PathLike, env: Any = None, device: th.device | str = "auto", **kwargs: Any) -> "ContinualDQN":  # type: ignore[override]
         """Load an agent saved by :meth:`save`, its method and task structure included.
 
-        The method is found by its saved name (:func:`agents.method.method_class`: registered, or declared in the
-        ``crl.methods`` entry-point group), so nothing needs importing first. A zip that :meth:`save` did not write
+        The method is found by its saved name (:func:`agents.composition.build_method`: registered, or declared in
+        the ``crl.methods`` entry-point group; a composed name by its components'), so nothing needs importing first. A zip that :meth:`save` did not write
         (a stock stable-baselines3 save, a damaged file), or one whose method no installed package provides, is a
         ValueError naming the file and what it lacks.
         """
@@ -207,10 +208,9 @@ class ContinualDQN(DQN):
         except zipfile.BadZipFile as e:
             raise ValueError(f"{path} is not a ContinualDQN save: {e}") from e
         try:
-            method_cls = method_class(blob["name"])
+            method = build_method(blob["name"], blob["params"])
         except ValueError as e:
             raise ValueError(f"{path} holds method {blob['name']!r}, which no installed package provides: {e}") from e
-        method = method_cls(blob["params"])
         method.load_state_dict(blob["state"])
         model = super().load(path, env=env, device=device, method=method, **kwargs)
         model.method_generator.set_state(blob["generator"])
@@ -257,12 +257,38 @@ class ContinualDQN(DQN):
         """Call at the end of a task block, while that block's replay buffer is still in place."""
         self.method.after_task(self.hook_context(), self.current_task)
 
-    def hook_context(self) -> HookContext:
+    def hook_context(self, batch: ReplayBufferSamples | None = None) -> HookContext:
         """What the method's hooks see now: the online network, the current task and its steps, the device, the
-        hooks' generator, a sampler over the current replay buffer and the TD loss."""
+        hooks' generator, a sampler over the current replay buffer, the TD loss, the minibatch just trained on
+        (``after_gradient_step``), fresh initial weights and the one way to report weights a hook wrote."""
         task = self.current_task
         return HookContext(q_net=self.q_net, task=task, task_steps=self.task_steps[task.task_id], device=self.device,
-                           generator=self.method_generator, sample=self.sample_replay, td_loss=self.td_loss)
+                           generator=self.method_generator, sample=self.sample_replay, td_loss=self.td_loss,
+                           batch=batch, fresh_parameters=self.fresh_parameters, weights_changed=self.weights_changed)
+
+    def fresh_parameters(self) -> dict[str, th.Tensor]:
+        """The named parameters of a newly initialized network like the online one (same spec, same tasks), its
+        seed drawn from the hooks' generator; torch's global RNG is restored afterwards."""
+        seed = int(th.randint(2**62, (1,), generator=self.method_generator))
+        with th.random.fork_rng(devices=[]):
+            th.manual_seed(seed)
+            network = build_q_network(self.observation_space, self.action_space, self.policy.network)
+            network.grow_to(self.q_net.num_tasks)
+        return {n: p.detach().to(self.device) for n, p in network.named_parameters()}
+
+    def weights_changed(self, masks: dict[th.nn.Parameter, th.Tensor | None], reset_optimizer: bool = True,
+                        sync_target: bool = False) -> None:
+        """A hook wrote these entries of the online network (mask None: the whole parameter): zero their optimizer
+        moments if asked, copy the online network to the target network if asked, and declare the change."""
+        if reset_optimizer:
+            state = self.policy.optimizer.state
+            for param, mask in masks.items():
+                for value in state.get(param, {}).values():
+                    if th.is_tensor(value) and value.shape == param.shape:
+                        value.zero_() if mask is None else value.masked_fill_(mask, 0)
+        if sync_target:
+            self.q_net.update_target(self.q_net_target, 1.0)
+        self.q_net.parameters_changed()
 
     def sample_replay(self, batch_size: int, generator: th.Generator | None = None) -> ReplayBufferSamples:
         """``batch_size`` transitions uniform over the current replay buffer, drawn with ``generator`` (None: the
@@ -377,6 +403,7 @@ class ContinualDQN(DQN):
         self._update_learning_rate(optimizer)
         params = [p for group in optimizer.param_groups for p in group["params"]]
         with_penalty = self.method.overrides("penalty")
+        with_after_step = self.method.overrides("after_gradient_step")
         for _ in range(gradient_steps):
             data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
             td_loss = self.td_loss(data)
@@ -390,6 +417,8 @@ class ContinualDQN(DQN):
             th.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
             optimizer.step()
             self.q_net.parameters_changed()
+            if with_after_step:
+                self.method.after_gradient_step(self.hook_context(batch=data))
         self._n_updates += gradient_steps
         # kept as tensors: the trainer reads them at its logging interval, so no device sync per step
         self.last_losses = {"td_loss": td_loss.detach()}

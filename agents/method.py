@@ -145,6 +145,15 @@ def _no_td_loss(data: ReplayBufferSamples, task_id: int | None = None) -> th.Ten
     raise ValueError("this hook context has no TD loss")
 
 
+def _no_fresh_parameters() -> dict[str, th.Tensor]:
+    raise ValueError("this hook context cannot build a fresh network")
+
+
+def _no_weights_changed(masks: dict[th.nn.Parameter, th.Tensor | None], reset_optimizer: bool = True,
+                        sync_target: bool = False) -> None:
+    raise ValueError("this hook context cannot change weights")
+
+
 @dataclass
 class HookContext:
     """What a method's hook may use of the agent, built by the agent for each call.
@@ -159,6 +168,13 @@ class HookContext:
         indices drawn with ``generator`` (None: the context's)
     :param td_loss: ``td_loss(batch, task_id=None)``: the agent's TD loss of a minibatch evaluated as ``task_id``
         (None: the current task), e.g. for stored transitions of an earlier game
+    :param batch: in ``after_gradient_step``, the minibatch the step trained on (None elsewhere)
+    :param fresh_parameters: ``fresh_parameters()``: the named parameters of a newly initialized network of the same
+        structure, drawn from the hooks' generator (re-initialization and perturbation noise; the global RNGs untouched)
+    :param weights_changed: ``weights_changed(masks, reset_optimizer=True, sync_target=False)``: a hook that wrote
+        parameters of ``q_net`` says which (``{parameter: bool mask of the entries written, or None for all}``); the
+        agent zeroes the optimizer's moments of those entries, copies the online network to the target network if
+        asked, and declares the parameters changed. The only way a hook may change weights.
     """
 
     q_net: TaskQNetwork
@@ -168,13 +184,17 @@ class HookContext:
     generator: th.Generator = field(default_factory=th.Generator)
     sample: Callable[..., ReplayBufferSamples] = _no_replay
     td_loss: Callable[..., th.Tensor] = _no_td_loss
+    batch: ReplayBufferSamples | None = None
+    fresh_parameters: Callable[[], dict[str, th.Tensor]] = _no_fresh_parameters
+    weights_changed: Callable[..., None] = _no_weights_changed
 
 
 # --- the method base class and the registry ------------------------------------------------------------------------
 METHODS: dict[str, type["Method"]] = {}  # name -> class: ``--method NAME``, and how a saved agent finds its method
 
 # The names the loop calls, and the prefixes that make a method name look like one (a misspelt hook is an error).
-HOOKS = ("q_network_spec", "before_task", "after_task", "on_transition", "penalty", "scalars")
+HOOKS = ("q_network_spec", "before_task", "after_task", "on_transition", "penalty", "after_gradient_step",
+         "scalars")
 HOOK_PREFIXES = ("before_", "after_", "on_")
 
 
@@ -215,6 +235,9 @@ class Method:
     summary: ClassVar[str] = ""  # what it is, in a few words, and where it comes from: the README's method table
     paper: ClassVar[str] = ""
     Params: ClassVar[type[MethodParams]] = MethodParams
+    # The network kinds the method works with (None: any). A method that rewrites units of the shared network
+    # (ReDo, continual backprop, resets) needs the plain conv network: it cannot touch frozen progressive columns.
+    network_kinds: ClassVar[tuple[str, ...] | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -264,6 +287,10 @@ class Method:
     def penalty(self, ctx: HookContext) -> th.Tensor | None:
         """Term added to the TD loss at every gradient step: a scalar with a gradient, or None (nothing to add)."""
         return None
+
+    def after_gradient_step(self, ctx: HookContext) -> None:
+        """Called after every optimizer step, with the step's minibatch in ``ctx.batch``; a hook that writes weights
+        reports them through ``ctx.weights_changed``."""
 
     def scalars(self) -> dict[str, float]:
         """Figures to log to TensorBoard at task boundaries (tag -> value)."""

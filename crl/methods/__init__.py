@@ -14,6 +14,7 @@ import importlib.metadata
 import pkgutil
 from typing import Any
 
+from agents.composition import build_method, component_names
 from agents.method import (
     ENTRY_POINTS,
     METHODS,
@@ -31,13 +32,24 @@ FIRST = ("progressive", "l2", "ewc", "online_ewc", "hypernet", "distill", "repla
 
 
 def make_method(name: str, params: MethodParams | dict[str, Any] | None = None) -> Method:
-    """Instantiate the method called ``name`` with its parameters (its ``Params``, or a dict of them)."""
-    return method_class(name)(params)
+    """Instantiate the method called ``name`` with its parameters (its ``Params``, or a dict of them); a composed
+    name (``ewc+redo``) takes a dict from each component's name to its parameters."""
+    return build_method(name, params)
+
+
+def unknown_components(name: str) -> list[str]:
+    """The components of a (possibly composed) method name that no registered method has."""
+    return [c for c in component_names(name) if c not in METHODS]
 
 
 def section_name(method_name: str) -> str:
     """Config section holding a method's parameters: ``online-ewc`` -> ``online_ewc``."""
     return method_name.replace("-", "_")
+
+
+def method_sections(name: str) -> list[str]:
+    """The config sections a (possibly composed) method reads: ``ewc+redo`` -> ``["ewc", "redo"]``."""
+    return [section_name(c) for c in component_names(name)]
 
 
 def method_table() -> str:
@@ -61,5 +73,5 @@ def _import_all() -> None:
 
 _import_all()
 
-__all__ = ["METHODS", "FineTune", "HookContext", "Method", "MethodParams", "TaskInfo", "make_method", "method_table",
-           "register", "section_name"]
+__all__ = ["METHODS", "FineTune", "HookContext", "Method", "MethodParams", "TaskInfo", "component_names",
+           "make_method", "method_sections", "method_table", "register", "section_name", "unknown_components"]

@@ -58,6 +58,9 @@ class Hypernet(Method):
         options = {k: v for k, v in network.items() if k != "kind"}
         if options.pop("task_modulation", False):
             raise ValueError("hypernet generates every weight of the Q-network; network.task_modulation does not apply")
+        if options.pop("activation", "relu") != "relu" or options.pop("layer_norm", False):
+            raise ValueError("hypernet generates a ReLU network without layer norm; network.activation and "
+                             "network.layer_norm do not apply")
         if set(options) - {"conv_channels", "hidden"}:
             raise ValueError(f"hypernet: network options {sorted(set(options) - {'conv_channels', 'hidden'})} do not apply")
         p = self.params

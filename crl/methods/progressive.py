@@ -43,6 +43,9 @@ class Progressive(Method):
         """Columns take their sizes from ``progressive.width``; the ``network`` section's sizes do not apply."""
         if network.get("task_modulation"):
             raise ValueError("progressive columns are per-task already; network.task_modulation must be false")
+        if network.get("activation", "relu") != "relu" or network.get("layer_norm"):
+            raise ValueError("progressive columns are ReLU networks without layer norm; network.activation and "
+                             "network.layer_norm do not apply")
         p = self.params
         return {"kind": "progressive", "width": p.width, "adapters": p.adapters, "alpha_init": p.alpha_init,
                 "revisit": p.revisit}

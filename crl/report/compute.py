@@ -14,7 +14,7 @@ import numpy as np
 
 from crl.analysis import metrics
 from crl.analysis.normalization import Normalization
-from crl.methods import METHODS, section_name
+from crl.methods import METHODS, method_sections, section_name
 from crl.report.records import Run
 from crl.run.config import flatten
 
@@ -129,13 +129,16 @@ class Group:
         return str(self.config["method"])
 
     def method_params(self) -> dict[str, Any]:
-        return dict(self.config.get(section_name(self.method)) or {})
+        sections = method_sections(self.method)
+        if len(sections) == 1:
+            return dict(self.config.get(sections[0]) or {})
+        return {f"{s}.{k}": v for s in sections for k, v in (self.config.get(s) or {}).items()}
 
 
 def identity(config: dict[str, Any]) -> dict[str, Any]:
     """What identifies a configuration across seeds: the resolved config minus seed, run_dir, device, and the
     parameter sections of methods the run does not use (the resolved config holds one per registered method)."""
-    unused = {section_name(m) for m in METHODS} - {section_name(str(config["method"]))}
+    unused = {section_name(m) for m in METHODS} - set(method_sections(str(config["method"])))
     return {k: v for k, v in config.items() if k not in IGNORED_CONFIG_KEYS and k not in unused}
 
 

@@ -36,7 +36,7 @@ def build_agent(cfg: RunConfig, env: Any, device: str) -> ContinualDQN:
             "alpha": a.rmsprop_alpha, "eps": a.optimizer_eps, "momentum": 0.0, "foreach": True})
     else:  # fused Adam: one kernel for all parameters (8x faster than the per-parameter loop on CPU)
         optimizer = dict(optimizer_class=th.optim.Adam, optimizer_kwargs={"eps": a.optimizer_eps, "fused": True})
-    method = make_method(cfg.method, dataclasses.replace(config_mod.method_params(cfg)))  # its own copy
+    method = make_method(cfg.method, config_mod.method_params(cfg))  # its own copy of its parameters
     network = dataclasses.asdict(cfg.network)
     return ContinualDQN(
         env,

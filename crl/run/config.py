@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from agents.method import Range, param
-from crl.methods import METHODS, section_name
+from crl.methods import METHODS, component_names, make_method, section_name, unknown_components
 from crl.run.seeds import SEED_MAX
 from crl.task_inference.fmn import ForgetMeNotParams
 
@@ -112,6 +112,17 @@ class NetworkConfig:
     conv_channels: Optional[list[int]] = listed(None, "one width per conv layer (null: the torso's own: Nature CNN "
                                                       "32,64,64 on Atari, 16 on MinAtar)", low=1)
     hidden: Optional[int] = param(None, "dense layer width (null: the torso's own: 512 on Atari, 128 on MinAtar)", low=1)
+    activation: str = param("relu", "hidden units' activation: relu, or crelu (relu(h) and relu(-h), Abbas et al. "
+                                    "2023)", choices=("relu", "crelu"))
+    layer_norm: bool = param(False, "layer norm on every hidden layer, before its activation")
+
+
+@dataclass
+class PlasticityConfig:
+    measure: bool = param(True, "measure plasticity at every evaluation (dormant units, feature rank, weight and "
+                                "gradient norms) on a fixed probe batch per game")
+    probe_size: int = param(256, "observations in each game's probe batch (and transitions for the gradient norm)",
+                            low=2)
 
 
 @dataclass
@@ -143,6 +154,7 @@ class RunConfig:
     minatar: MinAtarConfig = field(default_factory=MinAtarConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
+    plasticity: PlasticityConfig = field(default_factory=PlasticityConfig)
     log_every: int = param(500, "env steps between TensorBoard training scalars (and divergence checks)", low=1)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     on_divergence: str = param("stop", "stop: end the run at the last good checkpoint | skip: drop non-finite "
@@ -320,8 +332,10 @@ def validate(cfg: Any) -> None:
         raise ConfigError(str(e)) from e
     if len(set(cfg.games)) != len(cfg.games):
         raise ConfigError(f"games: each game once per cycle (use --cycles to revisit), got {', '.join(cfg.games)}")
-    if cfg.method not in METHODS:
-        raise ConfigError(f"unknown method {cfg.method!r}; known methods: {', '.join(sorted(METHODS))}")
+    unknown = unknown_components(cfg.method)
+    if unknown:
+        raise ConfigError(f"unknown method {unknown[0]!r}; known methods: {', '.join(sorted(METHODS))} (combine them "
+                          "with +, e.g. ewc+redo)")
     try:
         cfg.fmn.validate()
     except ValueError as e:
@@ -334,7 +348,7 @@ def validate(cfg: Any) -> None:
             except ValueError as e:
                 raise ConfigError(f"{section}.{e}") from e
     try:
-        METHODS[cfg.method](dataclasses.replace(method_params(cfg))).q_network_spec(dataclasses.asdict(cfg.network))
+        make_method(cfg.method, method_params(cfg)).q_network_spec(dataclasses.asdict(cfg.network))
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{section_name(cfg.method)}: {e}") from e
 
@@ -363,9 +377,14 @@ def _check(key: str, spec: dataclasses.Field, value: Any) -> None:
 
 
 def method_params(cfg: Any) -> Any:
-    """The active method's ``Params`` (its config section; a method without parameters gets its empty Params)."""
-    section = section_name(cfg.method)
-    return getattr(cfg, section) if hasattr(cfg, section) else METHODS[cfg.method].Params()
+    """A copy of the active method's ``Params`` (its config section; a method without parameters gets its empty
+    Params); for a composed method, a dict from each component's name to its copy."""
+    def params(name: str) -> Any:
+        section = section_name(name)
+        return dataclasses.replace(getattr(cfg, section)) if hasattr(cfg, section) else METHODS[name].Params()
+
+    names = component_names(cfg.method)
+    return params(names[0]) if len(names) == 1 else {name: params(name) for name in names}
 
 
 def env_options(cfg: Any, game: str) -> dict[str, Any]:

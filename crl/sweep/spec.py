@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from crl.run import config as config_mod
-from crl.methods import METHODS, section_name
+from crl.methods import METHODS, section_name, unknown_components
 
 TOP_KEYS = ("preset", "base", "axes", "method_axes", "references", "resources")
 RESERVED_KEYS = ("run_dir",)  # the sweep sets it: DIR/runs/<name>
@@ -114,12 +114,12 @@ def expand(spec: dict[str, Any], source: str = "spec") -> Sweep:
     base_method = str(base.get("method") or _preset_layer(preset, 0).get("method") or config_mod.defaults()["method"])
     methods = [str(m) for m in axes["method"]] if "method" in axes else [base_method]
     for method in methods:
-        if method not in METHODS:
+        if unknown_components(method):
             where = "axes.method" if "method" in axes else "base.method"
             raise fail(f"{where}: unknown method {method!r}; known methods: {', '.join(sorted(METHODS))}")
     method_axes: dict[str, dict[str, list[Any]]] = {}
     for method, sub in method_axes_raw.items():
-        if method not in METHODS:
+        if unknown_components(method):
             raise fail(f"method_axes: unknown method {method!r}; known methods: {', '.join(sorted(METHODS))}")
         if method not in methods:
             raise fail(f"method_axes.{method}: {method} is not among the sweep's methods ({', '.join(methods)})")
