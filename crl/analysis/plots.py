@@ -90,6 +90,47 @@ def _legend_label(label: str, n_seeds: int) -> str:
     return f"{label} ({n_seeds} seed{'s' if n_seeds != 1 else ''})"
 
 
+PLASTICITY_PANELS = (
+    ("dormant_0", "dead units (tau = 0)"), ("dormant_0.025", "dormant units (tau = 0.025)"),
+    ("effective_rank", "effective rank of the features"), ("feature_norm", "feature norm"),
+    ("weight_distance", "RMS distance from the initial weights"), ("grad_norm", "TD loss gradient norm"),
+)
+
+
+def _plasticity_series(records: Sequence[Record], measure: str) -> dict[float, float]:
+    """step -> a plasticity measure: the network's, or a per-game one averaged over the games probed by then."""
+    out = {}
+    for r in records:
+        if measure in r["network"]:
+            out[float(r["step"])] = float(r["network"][measure])
+        else:
+            values = [g[measure] for g in r["games"].values() if g.get(measure) is not None]
+            if values:
+                out[float(r["step"])] = float(np.mean(values))
+    return out
+
+
+def plasticity_curves(records_by_label: Mapping[str, Sequence[Sequence[Record]]], blocks: Sequence[Record]) -> Figure:
+    """The plasticity measures over training (plasticity.jsonl records of each seed), one panel per measure, every
+    method's mean over its seeds with bands; shaded: task blocks."""
+    fig = _figure(11, 2.3 * ((len(PLASTICITY_PANELS) + 1) // 2) + 0.8)
+    axes = fig.subplots((len(PLASTICITY_PANELS) + 1) // 2, 2, squeeze=False, sharex=True).ravel()
+    for ax, (measure, title) in zip(axes, PLASTICITY_PANELS):
+        _shade_blocks(ax, blocks)
+        for i, (label, runs) in enumerate(records_by_label.items()):
+            _plot_seeds(ax, [_plasticity_series(recs, measure) for recs in runs], _colour(i),
+                        _legend_label(label, len(runs)))
+        ax.set_title(title, fontsize=10)
+        ax.margins(y=0.15)
+        ax.grid(alpha=0.3)
+    for ax in axes[-2:]:
+        ax.set_xlabel("environment steps")
+    handles, _ = axes[0].get_legend_handles_labels()
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4), fontsize=9, frameon=False)
+    fig.suptitle("Plasticity on each game's fixed probe batch (mean over seeds, 95% bootstrap band)")
+    return fig
+
+
 def method_curves(
     records_by_label: Mapping[str, Sequence[Sequence[Record]]],
     games: Sequence[str],

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from crl.analysis import metrics
-from crl.analysis.normalization import Normalization
+from crl.analysis.normalization import Normalization, normalized_score
 from crl.methods import METHODS, method_sections, section_name
 from crl.report.records import Run
 from crl.run.config import flatten
@@ -94,6 +94,85 @@ def run_metrics(run: Run, references: dict[str, list[Run]]) -> dict[str, Any]:
         out["average_forward_transfer"] = float(np.mean(finite)) if finite else None
     else:
         out["average_forward_transfer"] = None
+    return out
+
+
+def plasticity_rows(run: Run, references: dict[str, list[Run]]) -> list[dict[str, Any]]:
+    """The plasticity view (Abbas et al. 2023): per finished block, how quickly and how far the agent learned the
+    block's game, next to a fresh network's learning of it over the same steps (the single-game references).
+
+    ``auc``: mean clipped normalized score over the block (Continual World's area); ``final``: the clipped normalized
+    score at the block's end. ``fresh_*``: the same of the references (mean over their seeds; None without any).
+    ``visit``: 1 for the game's first block, 2 for its second, ..."""
+    rows: list[dict[str, Any]] = []
+    visits: dict[str, int] = {}
+    for b in range(run.blocks_finished):
+        game = run.blocks[b]["game"]
+        visits[game] = visits.get(game, 0) + 1
+        span = run.blocks[b]["end_step"] - run.blocks[b]["start_step"]
+        auc = metrics.area_under_curve(*block_curve(run, b, game, span))
+        final = _clipped(normalized_score(game, float(run.retention[b, run.games.index(game)])))
+        fresh_auc = [metrics.area_under_curve(*block_curve(ref, 0, game, span)) for ref in references.get(game, [])]
+        fresh_final = [_clipped(normalized_score(game, float(ref.retention[0, 0]))) for ref in references.get(game, [])
+                       if ref.blocks_finished]
+        rows.append({"block": b, "game": game, "visit": visits[game], "auc": _finite(auc), "final": _finite(final),
+                     "fresh_auc": _mean_finite(fresh_auc), "fresh_final": _mean_finite(fresh_final)})
+    return rows
+
+
+def _clipped(value: float) -> float:
+    return min(max(value, 0.0), 1.0) if np.isfinite(value) else math.nan
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def _mean_finite(values: list[float]) -> float | None:
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else None
+
+
+def plasticity_by_visit(rows_per_run: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Per visit, over the games and then the seeds: the agent's learning (``auc``, ``final``), a fresh network's,
+    and the gap (agent minus fresh: below 0, the continual agent learns its game worse than a fresh network)."""
+    from crl.analysis.stats import seed_statistic
+
+    out = []
+    for visit in sorted({r["visit"] for rows in rows_per_run for r in rows}):
+        per_seed: dict[str, list[float | None]] = {k: [] for k in ("auc", "fresh_auc", "auc_gap", "final", "final_gap")}
+        for rows in rows_per_run:
+            mine = [r for r in rows if r["visit"] == visit]
+            for key in ("auc", "final"):
+                own = [r[key] for r in mine if r[key] is not None]
+                gap = [r[key] - r[f"fresh_{key}"] for r in mine if r[key] is not None and r[f"fresh_{key}"] is not None]
+                per_seed[key].append(float(np.mean(own)) if own else None)
+                per_seed[f"{key}_gap"].append(float(np.mean(gap)) if gap else None)
+            fresh = [r["fresh_auc"] for r in mine if r["fresh_auc"] is not None]
+            per_seed["fresh_auc"].append(float(np.mean(fresh)) if fresh else None)
+        out.append({"visit": visit, **{k: seed_statistic(v).as_dict() for k, v in per_seed.items()}})
+    return out
+
+
+PLASTICITY_MEASURES = ("dormant_0", "dormant_0.025", "dormant_0.1", "effective_rank", "stable_rank", "feature_norm")
+NETWORK_MEASURES = ("weight_rms", "weight_distance", "grad_norm")
+
+
+def plasticity_at_block_ends(run: Run) -> list[dict[str, Any]]:
+    """Per finished block, the plasticity record of its last evaluation: the network's measures and the per-game
+    ones averaged over the games probed by then (empty when the run did not measure)."""
+    out = []
+    for b in range(run.blocks_finished):
+        last = [r for r in run.plasticity if r["block"] == b]
+        if not last:
+            continue
+        record = last[-1]
+        games = list(record["games"].values())
+        row = {"block": b, "step": record["step"], **{k: record["network"].get(k) for k in NETWORK_MEASURES}}
+        for key in PLASTICITY_MEASURES:
+            values = [g[key] for g in games if g.get(key) is not None]
+            row[key] = float(np.mean(values)) if values else None
+        out.append(row)
     return out
 
 
@@ -184,7 +263,9 @@ def build_summary(groups: list[Group], references: list[Run]) -> dict[str, Any]:
     for group in groups:
         per_run = [{"run": str(r.path), "seed": r.seed, "status": r.status(), "partial": r.partial,
                     "blocks_finished": r.blocks_finished, "blocks_planned": len(r.blocks),
-                    "metrics": run_metrics(r, refs), "cut_episodes": cut_episodes(r)} for r in group.runs]
+                    "metrics": run_metrics(r, refs), "cut_episodes": cut_episodes(r),
+                    "plasticity_blocks": plasticity_rows(r, refs),
+                    "plasticity_measures": plasticity_at_block_ends(r)} for r in group.runs]
         stats = group_statistics([p["metrics"] for p in per_run], group.runs[0].normalization)
         out_groups.append({
             "label": group.label,
@@ -193,6 +274,7 @@ def build_summary(groups: list[Group], references: list[Run]) -> dict[str, Any]:
             "n_runs": len(group.runs),
             "partial": any(r.partial for r in group.runs),
             "statistics": {key: s.as_dict() for key, s in stats.items()},
+            "plasticity_by_visit": plasticity_by_visit([p["plasticity_blocks"] for p in per_run]),
             "runs": per_run,
         })
     first = groups[0].runs[0]

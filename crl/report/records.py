@@ -6,7 +6,7 @@ See docs/report.md for the run-directory contract.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ class Run:
     blocks: list[dict[str, Any]]  # every planned block: block, cycle, game, start_step, end_step
     has_metrics_file: bool
     refills: int = 0  # resumes mid-block without the saved replay buffers: that block refilled its buffer
+    plasticity: list[dict[str, Any]] = field(default_factory=list)  # plasticity.jsonl (none: measures were off)
 
     @property
     def games(self) -> list[str]:
@@ -135,6 +136,7 @@ def load_run(path: str | Path) -> Run:
         blocks=planned_blocks(config, rundir.read_jsonl(path / rundir.BLOCKS)),
         has_metrics_file=finished is not None,
         refills=sum(bool(resume["replay_refilled"]) for resume in rundir.read_jsonl(path / rundir.RESUMES)),
+        plasticity=sorted(rundir.read_jsonl(path / rundir.PLASTICITY), key=lambda r: r["step"]),
     )
 
 

@@ -44,11 +44,15 @@ def figures(groups: list[Group]) -> dict[str, Any]:
         seeds = f"{len(g.runs)} seed{'s' if len(g.runs) > 1 else ''}"
         retention.append((f"{g.label} — mean over {seeds}", mean_retention(g.runs)))
     trained_at = [first.games.index(game) for game in first.sequence]
-    return {
+    out = {
         "curves.png": plots.method_curves(records, first.games, first.blocks),
         "retention.png": plots.retention_grid(retention, first.games, trained_at),
         f"total_{key}.png": plots.total_clipped_curves(records, first.games, first.blocks),
     }
+    measured = {g.label: [r.plasticity for r in g.runs] for g in groups if any(r.plasticity for r in g.runs)}
+    if measured:
+        out["plasticity.png"] = plots.plasticity_curves(measured, first.blocks)
+    return out
 
 
 # --- report.md ---------------------------------------------------------------------------------------
@@ -118,6 +122,7 @@ def markdown(groups: list[Group], summary: dict[str, Any]) -> str:
                      for game in first.games]
             lines.append(f"| {g['label']} | " + " | ".join(cells) + " |")
     lines += _cut_section(summary, first.games, cfg)
+    lines += _plasticity_section(groups, summary)
 
     lines += [
         "", "## Figures", "",
@@ -145,6 +150,44 @@ def markdown(groups: list[Group], summary: dict[str, Any]) -> str:
 
 
 CUT_MARK = " †"
+
+
+def _plasticity_section(groups: list[Group], summary: dict[str, Any]) -> list[str]:
+    """Plasticity: each visit's learning next to a fresh network's, and the network's measures at block ends."""
+    from crl.analysis.stats import SeedStatistic, format_statistic
+
+    lines = ["", "## Plasticity", ""]
+    if summary["reference_runs"]:
+        lines += ["Learning of each block's game, by visit (1: the game's first block), over games then seeds: "
+                  "*AUC* the block's mean clipped normalized score, *final* the score at its end; *gap*: minus a "
+                  "fresh network's (the single-game references over the same steps); a gap below 0 means the "
+                  "continual agent learns its game worse than a fresh network (Abbas et al. 2023).", "",
+                  "| group | visit | AUC | fresh AUC | AUC gap | final | final gap |", "|---|---|---|---|---|---|---|"]
+        for g in summary["groups"]:
+            for v in g["plasticity_by_visit"]:
+                cells = [format_statistic(SeedStatistic(**v[k])) for k in ("auc", "fresh_auc", "auc_gap", "final",
+                                                                            "final_gap")]
+                lines.append(f"| {g['label']} | {v['visit']} | " + " | ".join(cells) + " |")
+    else:
+        lines += ["The plasticity view (each visit's learning against a fresh network's) needs single-game "
+                  "reference runs: `crl report ... --reference RUN_DIR ...`."]
+    measured = [g for g in summary["groups"] if any(r["plasticity_measures"] for r in g["runs"])]
+    if measured:
+        lines += ["", "The network at the end of each block (mean over seeds; per-game measures averaged over the "
+                  "games probed by then): dormant fractions at tau = 0 (dead), 0.025 and 0.1 (Sokar et al. 2023), "
+                  "effective rank (Roy & Vetterli 2007) and srank (Kumar et al. 2021) of the penultimate features, "
+                  "RMS distance of the weights from their initial values, and the TD loss's gradient norm.", "",
+                  "![plasticity measures](plasticity.png)", "",
+                  "| group | block | dead | dormant 0.025 | dormant 0.1 | eff. rank | srank | weight distance | "
+                  "grad norm |", "|---|---|---|---|---|---|---|---|---|"]
+        keys = ("dormant_0", "dormant_0.025", "dormant_0.1", "effective_rank", "stable_rank", "weight_distance",
+                "grad_norm")
+        for g in measured:
+            blocks = min(len(r["plasticity_measures"]) for r in g["runs"])
+            for b in range(blocks):
+                cells = [_mean_cell([r["plasticity_measures"][b][k] for r in g["runs"]]) for k in keys]
+                lines.append(f"| {g['label']} | {b + 1} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _cut(group: dict[str, Any], game: str, scope: str) -> tuple[int, int]:

@@ -28,6 +28,7 @@ from crl.run.agent import build_agent, resolve_device, set_torch_threads
 from crl.run.callbacks import (EvaluateEvery, LogEpisodeReturns, LogTraining, ObserveFrames, ShowProgress,
                                     StopOnSignal)
 from crl.run.console import Progress, StopSignals, TrainingInterrupted
+from crl.run.plasticity import PlasticityProbes
 from crl.run.recording import Recorder
 from crl.run.state import RunState
 from crl.run.task_identity import is_right, probe_task_id
@@ -59,6 +60,8 @@ class ContinualTrainer:
         self.agent: ContinualDQN | None = None
         # task_id: fmn -> the Forget-Me-Not process names each block's task from its frames
         self.task_identity = ForgetMeNot(cfg.fmn) if cfg.task_id == "fmn" else None
+        p = cfg.plasticity
+        self.probes = PlasticityProbes(p.probe_size, cfg.seed) if p.measure else None
 
     # --- the loop ------------------------------------------------------------------------------------------
     def run(self, resume_step: int | None = None) -> dict[str, Any]:
@@ -93,6 +96,8 @@ class ContinualTrainer:
         env = self.make_env(block, state.block_done)
         if self.agent is None:
             self.agent = build_agent(self.cfg, env, self.device)
+            if self.probes is not None:
+                self.probes.start(self.agent)
         agent = self.agent
         start = agent.num_timesteps - state.block_done
         if state.block_done == 0:
@@ -160,14 +165,15 @@ class ContinualTrainer:
 
     # --- resume --------------------------------------------------------------------------------------------
     def save_checkpoint(self) -> ckpt.ResumePoint:
-        return resume_point.save(self.checkpoints, self.agent, self.state, self.task_identity, self.cfg)
+        return resume_point.save(self.checkpoints, self.agent, self.state, self.task_identity, self.probes, self.cfg)
 
     def restore(self, point: ckpt.ResumePoint) -> bool:
         """Continue from ``point``: agent, run state, RNG states, records trimmed to the checkpoint.
 
         Returns whether the replay buffers were restored.
         """
-        self.state, self.agent, replay_restored = resume_point.restore(point, self.device, self.task_identity)
+        self.state, self.agent, replay_restored = resume_point.restore(point, self.device, self.task_identity,
+                                                                       self.probes)
         resume_point.trim_records(self.run_dir, self.games, self.state)
         return replay_restored
 
@@ -204,7 +210,19 @@ class ContinualTrainer:
         self.recorder.evaluation(block, agent.num_timesteps, current, results, trained, final)
         self.state.n_evaluations += 1
         self.state.n_eval_records += len(results)
+        if self.probes is not None:
+            self.measure_plasticity(block)
         return results
+
+    def measure_plasticity(self, block: Block) -> None:
+        """The plasticity measures at an evaluation: the network's, and each probed game's (played with the task id
+        it is evaluated with); the block's game gets its probe batch at its first evaluation with enough replay."""
+        agent = self.agent
+        self.probes.draw(block.task_id, agent)
+        task_ids = {g: self.task_id_for(g) for g in range(len(self.games))}
+        network, games = self.probes.measure(agent, task_ids, agent.num_timesteps)
+        self.recorder.plasticity(block, agent.num_timesteps, network, {self.games[g]: m for g, m in games.items()})
+        self.state.n_plasticity_records += 1
 
     # --- the run state, as callers read it -----------------------------------------------------------------
     @property

@@ -121,6 +121,19 @@ class Recorder:
             self.writer.add_scalar(f"eval/total_clipped_{key}", metrics.total_clipped(known), step)
         self.writer.flush()
 
+    def plasticity(self, block: Block, step: int, network: dict[str, float],
+                   games: dict[str, dict[str, float]]) -> None:
+        """One ``plasticity.jsonl`` line per evaluation (the network's measures, and each probed game's), and the
+        scalars ``plasticity/<measure>`` and ``plasticity/<game>/<measure>``."""
+        rundir.append_jsonl(self.run_dir / rundir.PLASTICITY,
+                            [{"step": step, "block": block.index, "network": network, "games": games}])
+        for name, value in network.items():
+            self.writer.add_scalar(f"plasticity/{name}", value, step)
+        for game, measures in games.items():
+            for name, value in measures.items():
+                self.writer.add_scalar(f"plasticity/{game}/{name}", value, step)
+        self.writer.flush()
+
     # --- the end ----------------------------------------------------------------------------------------
     def summary(self, state: RunState, step: int) -> dict[str, Any]:
         """``metrics.json`` (the metrics of the retention matrix, and the task ids), also as TensorBoard hparams."""

@@ -18,23 +18,28 @@ from crl.run.config import RunConfig
 from crl.run import checkpoint as ckpt
 from crl.run import rundir
 from crl.task_inference.fmn import ForgetMeNot
+from crl.run.plasticity import PlasticityProbes
 from crl.run.state import RunState
 
 def save(checkpoints: Path, agent: ContinualDQN, state: RunState, task_identity: ForgetMeNot | None,
-         cfg: RunConfig) -> ckpt.ResumePoint:
-    """A resume point at the agent's step: the agent, ``state``, the task-identity model, RNG states (and the replay
-    buffers if ``checkpoint.replay``); the oldest points beyond ``checkpoint.keep`` go."""
+         probes: PlasticityProbes | None, cfg: RunConfig) -> ckpt.ResumePoint:
+    """A resume point at the agent's step: the agent, ``state``, the task-identity model, the plasticity probes, RNG
+    states (and the replay buffers if ``checkpoint.replay``); the oldest points beyond ``checkpoint.keep`` go."""
     saved = dataclasses.asdict(state)
     if task_identity is not None:
         saved["task_identity"] = task_identity.state_dict()
+    if probes is not None:
+        saved["plasticity"] = probes.state_dict()
     saved["fingerprint"] = rundir.fingerprint(cfg)  # a resume checks the configuration against it
     c = cfg.checkpoint
     return ckpt.save_resume_point(checkpoints, agent, saved, c.replay, c.keep)
 
 
-def restore(point: ckpt.ResumePoint, device: str, task_identity: ForgetMeNot | None) -> tuple[RunState, ContinualDQN, bool]:
-    """The run state and the agent of ``point``, with the RNG states set and ``task_identity`` loaded. Mid-block, the
-    agent continues its task (without ``before_task`` again) with the replay buffers if they were saved.
+def restore(point: ckpt.ResumePoint, device: str, task_identity: ForgetMeNot | None,
+            probes: PlasticityProbes | None) -> tuple[RunState, ContinualDQN, bool]:
+    """The run state and the agent of ``point``, with the RNG states set and ``task_identity`` and ``probes``
+    loaded. Mid-block, the agent continues its task (without ``before_task`` again) with the replay buffers if they
+    were saved.
 
     Returns (state, agent, whether the replay buffers were restored).
     """
@@ -42,6 +47,8 @@ def restore(point: ckpt.ResumePoint, device: str, task_identity: ForgetMeNot | N
     state = RunState(**{f.name: saved[f.name] for f in dataclasses.fields(RunState)})
     if task_identity is not None:
         task_identity.load_state_dict(saved["task_identity"])
+    if probes is not None:
+        probes.load_state_dict(saved["plasticity"])
     agent = ContinualDQN.load(point.zip_path, device=device)
     ckpt.set_rng_state(agent, saved["rng"])
     if state.block_done > 0:
@@ -51,7 +58,8 @@ def restore(point: ckpt.ResumePoint, device: str, task_identity: ForgetMeNot | N
 
 def trim_records(run_dir: Path, games: list[str], state: RunState) -> None:
     """Drop what the interrupted attempt wrote after the checkpoint (evaluations, block records, retention rows)."""
-    for name, count in ((rundir.EVALS, state.n_eval_records), (rundir.BLOCKS, state.n_block_records)):
+    for name, count in ((rundir.EVALS, state.n_eval_records), (rundir.BLOCKS, state.n_block_records),
+                        (rundir.PLASTICITY, state.n_plasticity_records)):
         path = run_dir / name
         lines = path.read_text().splitlines(keepends=True)[:count] if path.exists() else []
         rundir.atomic_write(path, "".join(lines))

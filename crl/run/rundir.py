@@ -23,6 +23,7 @@ CONFIG, EVALS, BLOCKS, RETENTION, METRICS, TB, CHECKPOINTS, MODEL = (
 )
 RUN = "run.json"  # the experiment's fingerprint and the configuration keys it covers, written before training
 RESUMES = "resumes.jsonl"
+PLASTICITY = "plasticity.jsonl"
 LOCK = ".crl.lock"
 TMP_SUFFIX = ".tmp"
 
@@ -144,7 +145,7 @@ def clear_records(run_dir: Path) -> None:
     """Remove what a run wrote while training (records, TensorBoard events, task snapshots, the final model),
     keeping its configuration, ``run.json`` and ``resumes.jsonl``: the state of a run about to start."""
     run_dir = Path(run_dir)
-    for name in (EVALS, BLOCKS, RETENTION, METRICS, MODEL):
+    for name in (EVALS, BLOCKS, PLASTICITY, RETENTION, METRICS, MODEL):
         (run_dir / name).unlink(missing_ok=True)
     shutil.rmtree(run_dir / TB, ignore_errors=True)
     for path in (run_dir / CHECKPOINTS).glob("task-*.zip"):

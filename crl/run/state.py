@@ -23,3 +23,4 @@ class RunState:
     n_evaluations: int = 0
     n_eval_records: int = 0  # lines of evals.jsonl and blocks.jsonl this state accounts for: a resume drops the rest
     n_block_records: int = 0
+    n_plasticity_records: int = 0  # lines of plasticity.jsonl
