@@ -25,11 +25,25 @@ import torch as th
 
 from agents import ContinualDQN, HookContext, TaskQNetwork, build_q_network
 from crl.run.config import resolve
-from crl.methods import METHODS, TaskInfo
+from crl.methods import METHODS, TaskInfo, make_method
 from crl.run.agent import build_agent
 from envs import make_vec_env
 
 SHIPPED = sorted(name for name, cls in METHODS.items() if cls.__module__.startswith(("crl.", "agents.")))
+# Plasticity interventions (they rewrite the conv network) combined with every forgetting method that allows them.
+INTERVENTIONS = sorted(n for n in SHIPPED if METHODS[n].network_kinds == ("conv",))
+FORGETTING = sorted(n for n in SHIPPED if n not in INTERVENTIONS and n != "finetune")
+
+
+def combinable(name: str) -> bool:
+    try:
+        make_method(name)
+    except ValueError:
+        return False
+    return True
+
+
+COMPOSED = [f"{f}+{i}" for f in FORGETTING for i in INTERVENTIONS if combinable(f"{f}+{i}")]
 
 FAMILIES = {
     "atari": (("pong", "breakout"), {"network.conv_channels": [4, 8, 8], "network.hidden": 32}),
@@ -40,7 +54,7 @@ STEPS = 160  # env steps per game: (160 - 64 warm-up) / 2 envs = 48 gradient ste
 
 def takes_task_modulation(method: str) -> bool:
     try:
-        METHODS[method]().q_network_spec({"task_modulation": True})
+        make_method(method).q_network_spec({"task_modulation": True})
     except ValueError:
         return False
     return True
@@ -52,6 +66,10 @@ CASES = [
     for method in SHIPPED
     for optimizer in (("adam", "rmsprop") if family == "minatar" else ("adam",))  # optimizer code: family-blind
     for modulation in ((False, True) if takes_task_modulation(method) else (False,))
+] + [  # composed methods: MinAtar and Adam, with task modulation where it applies (the EWC paper's agent)
+    pytest.param("minatar", method, "adam", takes_task_modulation(method),
+                 id=f"minatar-{method}-adam{'-mod' if takes_task_modulation(method) else ''}")
+    for method in COMPOSED
 ]
 
 
@@ -185,8 +203,15 @@ def tiny_agent(method: str) -> ContinualDQN:
     return build_agent(cfg, make_vec_env("minatar/breakout", n_envs=1, seed=0), "cpu")
 
 
+def test_every_intervention_combines_with_the_forgetting_methods_that_allow_it() -> None:
+    assert set(INTERVENTIONS) == {"cbp", "l2-init", "redo", "reset-head", "shrink-perturb"}
+    refused = {f for f in FORGETTING if not any(combinable(f"{f}+{i}") for i in INTERVENTIONS)}
+    assert refused == {"progressive", "hypernet"}, "only the methods that choose their own network refuse"
+    assert len(COMPOSED) == len(INTERVENTIONS) * (len(FORGETTING) - len(refused))
+
+
 @pytest.mark.e2e
-@pytest.mark.parametrize("method", SHIPPED)
+@pytest.mark.parametrize("method", SHIPPED + COMPOSED)
 def test_hooks_penalty_and_round_trip_on_a_tiny_agent(tmp_path: Path, method: str) -> None:
     agent = tiny_agent(method)
     for task in (TaskInfo(0, "minatar/breakout", seed=3), TaskInfo(1, "minatar/breakout", block=1, seed=3)):
@@ -200,7 +225,7 @@ def test_hooks_penalty_and_round_trip_on_a_tiny_agent(tmp_path: Path, method: st
 
     agent.save(tmp_path / "agent.zip")
     loaded = ContinualDQN.load(tmp_path / "agent.zip", env=make_vec_env("minatar/breakout", seed=1), device="cpu")
-    assert type(loaded.method) is type(agent.method) and loaded.method.params == agent.method.params
+    assert type(loaded.method) is type(agent.method) and loaded.method.params_dict() == agent.method.params_dict()
     assert_same_state(loaded.method.state_dict(), agent.method.state_dict())
     assert th.equal(loaded.method_generator.get_state(), agent.method_generator.get_state())
     penalties = [m.penalty(a.hook_context()) for m, a in ((agent.method, agent), (loaded.method, loaded))]

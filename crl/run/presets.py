@@ -67,6 +67,7 @@ class PresetTable(dict):
 
 ATARI_DEMO = "atari-demo"
 MINATAR = "minatar"
+MINATAR_PLASTICITY = "minatar-plasticity"
 
 # Presets that are a fixed set of overrides: name -> (one-line description, flat config keys).
 FIXED: dict[str, tuple[str, dict[str, Any]]] = {
@@ -85,6 +86,14 @@ FIXED: dict[str, tuple[str, dict[str, Any]]] = {
         {
             "games": ["minatar/space_invaders", "minatar/breakout", "minatar/freeway"], "steps_per_game": 100_000,
             "cycles": 2, "eval.every": 25_000, "eval.episodes": 20,
+        },
+    ),
+    MINATAR_PLASTICITY: (
+        "MinAtar plasticity protocol: Space Invaders, Breakout, Freeway cycled 5 times in 10,000-step blocks, so "
+        "each game is met again after ever more training on the others (docs/results/plasticity.md)",
+        {
+            "games": ["minatar/space_invaders", "minatar/breakout", "minatar/freeway"], "steps_per_game": 10_000,
+            "cycles": 5, "eval.every": 5_000, "eval.episodes": 5,
         },
     ),
 }
