@@ -68,7 +68,8 @@ def test_summarize():
 
 
 ATARI_KEYS = {"games", "after_last_block_return", "final_return", "final_hns", "average_final_return", "average_final_hns", "forgetting",
-              "average_forgetting", "backward_transfer", "total_clipped_hns", "retention_matrix", "trained_at"}
+              "average_forgetting", "backward_transfer", "total_clipped_hns", "retention_matrix", "trained_at",
+              "cut_final_episodes"}
 
 
 def test_summarize_keys_of_an_atari_run_are_the_hns_ones():
@@ -115,3 +116,10 @@ def test_after_last_block_is_the_diagonal_of_each_games_last_visit():
     R = np.array([[1.0, 0.0], [0.5, 2.0], [3.0, 1.5], [2.5, 4.0]])  # blocks: game 0, 1, 0, 1
     assert metrics.after_last_block(R, [0, 1, 0, 1]).tolist() == [3.0, 4.0]
     assert np.isnan(metrics.after_last_block(R[:1], [0])[1])  # game 1 not trained yet
+
+
+def test_a_cut_final_evaluation_gets_no_normalized_score() -> None:
+    summary = metrics.summarize(np.array([[-5.0, 3.0]]), ["pong", "breakout"], [0], cut_final=[3, 0])
+    assert summary["final_hns"]["pong"] is None and summary["final_hns"]["breakout"] is not None
+    assert summary["cut_final_episodes"] == {"pong": 3, "breakout": 0}
+    assert summary["average_final_hns"] == summary["final_hns"]["breakout"]

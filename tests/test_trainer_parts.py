@@ -98,7 +98,8 @@ def test_a_checkpoint_holds_the_run_state(tmp_path, monkeypatch) -> None:
     point = resume_point.save(tmp_path, ZipAgent(140), state, None, None, cfg)
     saved = checkpoint.load_trainer_state(point)
     assert sorted(saved) == sorted([
-        "block_index", "block_done", "next_eval", "next_log", "retention", "trained_at", "task_ids", "n_evaluations",
+        "block_index", "block_done", "next_eval", "next_log", "retention", "retention_cut", "trained_at", "task_ids",
+        "n_evaluations",
         "n_eval_records", "n_block_records", "n_plasticity_records", "fingerprint", "rng", "replay_saved"])
     assert saved["fingerprint"] == rundir.fingerprint(cfg)
 

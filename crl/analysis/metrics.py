@@ -78,17 +78,21 @@ def total_clipped(scores: np.ndarray) -> float:
 total_clipped_hns = total_clipped  # the Atari name (Kirkpatrick et al. 2017 sum HNS)
 
 
-def summarize(R: np.ndarray, games: list[str], trained_at: list[int]) -> dict[str, object]:
+def summarize(R: np.ndarray, games: list[str], trained_at: list[int],
+              cut_final: list[int] | None = None) -> dict[str, object]:
     """The final metrics of a run, as written to ``metrics.json``.
 
     Normalized-score keys are named after the games' family (``crl.analysis.normalization``): ``final_hns``,
     ``average_final_hns``, ``total_clipped_hns`` for Atari; ``final_dqn_normalized``,
-    ``average_final_dqn_normalized``, ``total_clipped_dqn_normalized`` for MinAtar.
+    ``average_final_dqn_normalized``, ``total_clipped_dqn_normalized`` for MinAtar. ``cut_final``: per game, the
+    episodes of the final evaluation that ``eval.max_steps`` cut; a cut game's return is a lower bound, so it gets no
+    normalized score (that would compare it with full-episode random and reference play).
     """
     R = np.asarray(R, dtype=float)
     key = normalization_of(games).key
     final = R[-1]
-    normalized = np.array([normalized_score(g, v) for g, v in zip(games, final)])
+    cut_final = list(cut_final) if cut_final is not None else [0] * len(games)
+    normalized = np.array([math.nan if cut else normalized_score(g, v) for g, v, cut in zip(games, final, cut_final)])
     forget = forgetting(R, trained_at)
     return {
         "games": list(games),
@@ -103,6 +107,7 @@ def summarize(R: np.ndarray, games: list[str], trained_at: list[int]) -> dict[st
         f"total_clipped_{key}": total_clipped(normalized),
         "retention_matrix": R.tolist(),
         "trained_at": list(trained_at),
+        "cut_final_episodes": dict(zip(games, (int(c) for c in cut_final))),
     }
 
 

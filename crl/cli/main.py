@@ -231,7 +231,8 @@ def train_locked(args: argparse.Namespace, cfg: RunConfig, run_dir: Path) -> int
     from crl.analysis.words import retention_in_words
 
     randoms = {g: random_play_score(g) for g in trainer.games}
-    print("\nIn words:\n" + "\n".join(retention_in_words(trainer.games, trainer.retention, trainer.trained_at, randoms)))
+    print("\nIn words:\n" + "\n".join(retention_in_words(trainer.games, trainer.retention, trainer.trained_at, randoms,
+                                                         trainer.state.retention_cut)))
     print(f"run directory: {run_dir}")
     print(f"tensorboard --logdir {run_dir / 'tb'}")
     return 0

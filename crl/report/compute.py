@@ -86,7 +86,8 @@ def run_metrics(run: Run, references: dict[str, list[Run]]) -> dict[str, Any]:
     if run.blocks_finished == 0:
         out: dict[str, Any] = {key: None for key, _ in summary_metrics(run.normalization)}
     else:
-        out = metrics.summarize(run.retention, run.games, run.trained_at)
+        cut = cut_episodes(run)["final"]
+        out = metrics.summarize(run.retention, run.games, run.trained_at, [cut.get(g, [0, 0])[0] for g in run.games])
     if references:
         ft = forward_transfers(run, references)
         finite = [v for v in ft.values() if np.isfinite(v)]

@@ -141,6 +141,7 @@ class ContinualTrainer:
         state.task_ids.append(agent.current_task.task_id)
         results = self.evaluate(block, final=True)
         state.retention.append([r.mean for r in results])
+        state.retention_cut.append([r.cut_episodes for r in results])
         self.recorder.block_finished(state, agent.num_timesteps, agent.method.scalars())
         agent.save(self.checkpoints / f"task-{block.index}.zip")
 

@@ -137,7 +137,7 @@ class Recorder:
     # --- the end ----------------------------------------------------------------------------------------
     def summary(self, state: RunState, step: int) -> dict[str, Any]:
         """``metrics.json`` (the metrics of the retention matrix, and the task ids), also as TensorBoard hparams."""
-        summary = metrics.summarize(np.array(state.retention), self.games, state.trained_at)
+        summary = metrics.summarize(np.array(state.retention), self.games, state.trained_at, state.retention_cut[-1])
         summary["task_ids"] = list(state.task_ids)
         rundir.write_json(self.run_dir / rundir.METRICS, summary)
         self.hparams(summary, step)

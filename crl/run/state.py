@@ -16,6 +16,7 @@ class RunState:
     next_eval: int = 0  # the step of the next periodic evaluation
     next_log: int = 0  # the step of the next training scalars
     retention: list[list[float]] = field(default_factory=list)  # per finished block: every game's mean return
+    retention_cut: list[list[int]] = field(default_factory=list)  # and its episodes cut by eval.max_steps
     # per finished block: the game's column (metrics, figures) and the agent's task id (given or inferred); the two
     # differ as soon as task inference names a game differently from its place in the sequence
     trained_at: list[int] = field(default_factory=list)
