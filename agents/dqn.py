@@ -147,8 +147,10 @@ class ContinualDQN(DQN):
         self._task_buffers: dict[int, ReplayBuffer] = {}
         self.last_losses: dict[str, th.Tensor] = {}
         policy_kwargs = dict(policy_kwargs or {})
-        if "network" not in policy_kwargs:
-            policy_kwargs["network"] = method.q_network_spec(dict(network or {}))
+        if "network" in policy_kwargs:  # the spec is the method's to choose, from ``network``: one way to give it
+            raise ValueError("give the network options as network=..., not policy_kwargs['network']: the method "
+                             "turns them into the Q-network's spec")
+        policy_kwargs["network"] = method.q_network_spec(dict(network or {}))
         kwargs.setdefault("replay_buffer_class", FrameReplayBuffer)  # one frame per transition, not two stacks
         super().__init__(policy, env, policy_kwargs=policy_kwargs, **kwargs)
 

@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import importlib.metadata
 import math
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
@@ -92,36 +95,102 @@ def override(params: type, name: str, default: Any) -> Any:
     return field(default=default, metadata=base.metadata)
 
 
-def check_field(spec: dataclasses.Field, value: Any) -> None:
-    """Raise ValueError naming the field when ``value`` has the wrong type or is outside the field's declared values.
+@dataclass(frozen=True)
+class FieldType:
+    """What a :func:`param` field holds, read from its annotation: ``kind`` is bool, int, float, str, list or tuple
+    (or a dataclass: a section of fields); ``element`` the type of a list's or tuple's items; ``optional`` whether
+    None is a value (``Optional[...]``)."""
 
-    The type is the default's: a bool, an int (not a bool), a float (an int is fine), a string, or a tuple of numbers
-    (a list is fine) whose elements each meet the range."""
-    name, default, bounds, choices = spec.name, spec.default, spec.metadata.get("range"), spec.metadata.get("choices")
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ValueError(f"{name} must be true or false, got {value!r}")
+    kind: type
+    element: type | None = None
+    optional: bool = False
+
+    def __str__(self) -> str:
+        return f"a list of {self.element.__name__}" if self.element is not None else self.kind.__name__
+
+
+_SCALARS = (bool, int, float, str)
+
+
+def _field_type(where: str, hint: Any) -> FieldType:
+    optional = False
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        optional = len(args) < len(typing.get_args(hint))
+        if len(args) != 1:
+            raise TypeError(f"{where}: a field holds one type (or None), got {hint}")
+        hint = args[0]
+    origin = typing.get_origin(hint)
+    if origin in (list, tuple):
+        items = {a for a in typing.get_args(hint) if a is not Ellipsis}
+        if len(items) != 1 or next(iter(items)) not in _SCALARS:
+            raise TypeError(f"{where}: a list or tuple field holds one of {', '.join(t.__name__ for t in _SCALARS)}, "
+                            f"got {hint}")
+        return FieldType(origin, items.pop(), optional)
+    if hint in _SCALARS or (isinstance(hint, type) and dataclasses.is_dataclass(hint)):
+        return FieldType(hint, None, optional)
+    raise TypeError(f"{where}: unsupported field type {hint} (bool, int, float, str, a list or tuple of one of them, "
+                    "Optional of those)")
+
+
+@functools.lru_cache(maxsize=None)
+def field_types(cls: type) -> dict[str, FieldType]:
+    """Each field of the dataclass ``cls`` with its :class:`FieldType`, from its annotation resolved by
+    ``typing.get_type_hints`` (never from the default)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: _field_type(f"{cls.__qualname__}.{f.name}", hints[f.name]) for f in dataclasses.fields(cls)}
+
+
+def check_field(name: str, spec: dataclasses.Field, kind: FieldType, value: Any) -> None:
+    """Raise ValueError naming ``name`` when ``value`` is not of the field's type ``kind`` or is outside its declared
+    values: a bool; an int (not a bool); a float (an int is fine); a string among its choices; a list or tuple (either
+    is fine) whose elements are each of the element type and in the range; None only where the type is Optional."""
+    bounds, choices = spec.metadata.get("range"), spec.metadata.get("choices")
+    if value is None:
+        if not kind.optional:
+            raise ValueError(f"{name} must be {_describe(kind.kind)}, got None")
         return
-    if isinstance(default, str):
-        if choices and value not in choices:
-            raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
-        if not isinstance(value, str):
-            raise ValueError(f"{name} must be a string, got {value!r}")
-        return
-    if isinstance(default, tuple):
+    if kind.element is not None:
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"{name} must be a list, got {value!r}")
-        numbers, element, each = list(value), (default[0] if default else 0), " per element"
+        if not value and bounds is not None and kind.optional:
+            raise ValueError(f"{name}: give at least one value (or null for the default)")
+        items, element, each = list(value), kind.element, " per element"
     else:
-        numbers, element, each = [value], default, ""
-    integer = isinstance(element, int)
-    for v in numbers:
-        if isinstance(v, bool) or not isinstance(v, int if integer else (int, float)):
-            raise ValueError(f"{name} must be {'an integer' if integer else 'a number'}{each}, got {value!r}")
-        if not math.isfinite(v):
-            raise ValueError(f"{name} must be a finite number, got {value!r}")
-        if bounds is not None and v not in bounds:
-            raise ValueError(f"{name} must be {bounds}{each}, got {value!r}")
+        items, element, each = [value], kind.kind, ""
+    for v in items:
+        if element is bool:
+            if not isinstance(v, bool):
+                raise ValueError(f"{name} must be true or false{each}, got {value!r}")
+        elif element is str:
+            if choices and v not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}{each}, got {value!r}")
+            if not isinstance(v, str):
+                raise ValueError(f"{name} must be a string{each}, got {value!r}")
+        elif element in (int, float):
+            if isinstance(v, bool) or not isinstance(v, int if element is int else (int, float)):
+                raise ValueError(f"{name} must be {_describe(element)}{each}, got {value!r}")
+            if not math.isfinite(v):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+            if bounds is not None and v not in bounds:
+                raise ValueError(f"{name} must be {bounds}{each}, got {value!r}")
+
+
+def _describe(kind: type) -> str:
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
+        kind, "a list" if kind in (list, tuple) else f"a {kind.__name__}")
+
+
+def check_fields(params: Any, prefix: str = "") -> None:
+    """Check every field of the dataclass ``params`` (and of each dataclass inside it, named ``section.field``) with
+    :func:`check_field`; the one validator of every :func:`param` field, the run configuration's and each method's."""
+    types_ = field_types(type(params))
+    for spec in dataclasses.fields(params):
+        value, kind = getattr(params, spec.name), types_[spec.name]
+        if dataclasses.is_dataclass(kind.kind):
+            check_fields(value, f"{prefix}{spec.name}.")
+        else:
+            check_field(prefix + spec.name, spec, kind, value)
 
 
 @dataclass
@@ -132,8 +201,7 @@ class MethodParams:
 
     def validate(self) -> None:
         """Raise ValueError naming the parameter when a value has the wrong type or is out of range."""
-        for spec in dataclasses.fields(self):
-            check_field(spec, getattr(self, spec.name))
+        check_fields(self)
 
 
 # --- what a hook sees ---------------------------------------------------------------------------------------------

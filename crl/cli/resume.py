@@ -42,7 +42,7 @@ def continue_run(trainer: ContinualTrainer, force: bool, warn: Callable[[str], N
     from nothing. The resume is logged in ``resumes.jsonl``; one that ``--force`` changed the experiment of also
     rewrites ``config.yaml`` and ``run.json``, so later resumes check against what it trains with."""
     run_dir, cfg = trainer.run_dir, trainer.cfg
-    record = rundir.read_run_record(run_dir)
+    record = run_record(run_dir)
     step, refilled = None, False
     if not ckpt.resume_points(trainer.checkpoints):
         rundir.clear_records(run_dir)
@@ -53,8 +53,7 @@ def continue_run(trainer: ContinualTrainer, force: bool, warn: Callable[[str], N
         except ckpt.CheckpointError as e:
             raise UsageError(str(e)) from e
         saved = ckpt.load_trainer_state(point)
-        expected = record["fingerprint"] if record else rundir.fingerprint(cfg)
-        if saved["fingerprint"] != expected and not force:
+        if saved["fingerprint"] != record["fingerprint"] and not force:
             raise UsageError(f"checkpoint {point.zip_path} was made with another configuration than "
                              f"{run_dir / rundir.CONFIG}; add --force to resume from it anyway")
         if (saved["block_index"] >= len(trainer.blocks) and (run_dir / rundir.METRICS).exists()
@@ -68,10 +67,9 @@ def continue_run(trainer: ContinualTrainer, force: bool, warn: Callable[[str], N
                 f"{trainer.state.block_done} steps into it)")
         if refilled:
             note += "; replay buffers were not saved (--checkpoint-replay), so this block refills its buffer"
-    forced = rundir.changed_keys(record["experiment"], cfg) if record else []
+    forced = rundir.changed_keys(record["experiment"], cfg)
     if forced:
         note += f"; --force changed {', '.join(forced)}"
-    if forced or record is None:
         rundir.atomic_write(run_dir / rundir.CONFIG, config_mod.dump(cfg))
         rundir.write_run_record(run_dir, cfg)
     rundir.append_jsonl(run_dir / rundir.RESUMES, [{"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "note": note,
@@ -80,6 +78,15 @@ def continue_run(trainer: ContinualTrainer, force: bool, warn: Callable[[str], N
 
 
 # --- the configuration a resumed run trains with ---------------------------------------------------------------
+def run_record(run_dir: Path) -> dict[str, Any]:
+    """The run's ``run.json`` (what it started with); a directory without a readable one is not a run crl wrote."""
+    record = rundir.read_run_record(run_dir)
+    if record is None:
+        raise UsageError(f"{run_dir} has no readable {rundir.RUN} (crl writes it with config.yaml when a run "
+                         "starts): not a run crl wrote; nothing to resume")
+    return record
+
+
 def resume_config(run_dir: Path, overrides: dict[str, Any], force: bool) -> RunConfig:
     """The saved configuration of ``run_dir`` with ``overrides``; experiment-changing ones need ``force``.
 
@@ -103,8 +110,7 @@ def resume_config(run_dir: Path, overrides: dict[str, Any], force: bool) -> RunC
         raise UsageError(f"{config_file}: {e}; nothing to resume") from e
     overrides.pop("run_dir", None)
     cfg = config_mod.resolve({**saved_flat, **overrides})
-    record = rundir.read_run_record(run_dir)  # what the run started with (None: a run older than run.json)
-    started = record["experiment"] if record is not None else rundir.experiment(saved)
+    started = run_record(run_dir)["experiment"]  # what the run started with
     edited = rundir.changed_keys(started, saved)
     forceable = not any(k in RESUME_NEVER_CHANGES for k in edited)
     if edited and not (force and forceable):

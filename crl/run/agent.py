@@ -36,18 +36,16 @@ def build_agent(cfg: RunConfig, env: Any, device: str) -> ContinualDQN:
             "alpha": a.rmsprop_alpha, "eps": a.optimizer_eps, "momentum": 0.0, "foreach": True})
     else:  # fused Adam: one kernel for all parameters (8x faster than the per-parameter loop on CPU)
         optimizer = dict(optimizer_class=th.optim.Adam, optimizer_kwargs={"eps": a.optimizer_eps, "fused": True})
-    method = make_method(cfg.method, config_mod.method_params(cfg))  # its own copy of its parameters
-    network = dataclasses.asdict(cfg.network)
     return ContinualDQN(
         env,
-        method=method,
-        network=network,
+        method=make_method(cfg.method, config_mod.method_params(cfg)),  # its own copy of its parameters
+        network=dataclasses.asdict(cfg.network),  # the method turns it into the Q-network's spec, once
         replay=a.replay,
         double_q=a.double_q,
         exploration_steps=a.exploration_steps,
         reset_optimizer=a.reset_optimizer,
         skip_nonfinite=cfg.on_divergence == "skip",
-        policy_kwargs={"network": method.q_network_spec(network), **optimizer},
+        policy_kwargs=optimizer,
         learning_rate=a.learning_rate,
         buffer_size=a.buffer_size,
         learning_starts=a.learning_starts,

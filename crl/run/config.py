@@ -20,7 +20,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from agents.method import Range, param
+from agents.method import FieldType, Range, check_fields, field_types, param
 from crl.methods import METHODS, component_names, make_method, section_name, unknown_components
 from crl.run.seeds import SEED_MAX
 from crl.task_inference.fmn import ForgetMeNotParams
@@ -177,19 +177,35 @@ def schema() -> type:
 
 
 def fields_by_key() -> dict[str, dataclasses.Field]:
-    """Every leaf key (``agent.gamma``) with its field: default, type, help, range, choices."""
-    out: dict[str, dataclasses.Field] = {}
+    """Every leaf key (``agent.gamma``) with its field: default, help, range, choices (its type: :func:`field_type`)."""
+    return {key: spec for key, (spec, _) in _leaves(schema()).items()}
+
+
+@functools.lru_cache(maxsize=None)
+def _leaves(cls: type) -> dict[str, tuple[dataclasses.Field, FieldType]]:
+    """Every leaf key of the dataclass tree ``cls`` with its field and the type its annotation declares."""
+    out: dict[str, tuple[dataclasses.Field, FieldType]] = {}
 
     def walk(cls: type, prefix: str) -> None:
+        kinds = field_types(cls)
         for f in dataclasses.fields(cls):
-            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-            if dataclasses.is_dataclass(default):
-                walk(type(default), f"{prefix}{f.name}.")
+            if dataclasses.is_dataclass(kinds[f.name].kind):
+                walk(kinds[f.name].kind, f"{prefix}{f.name}.")
             else:
-                out[prefix + f.name] = f
+                out[prefix + f.name] = (f, kinds[f.name])
 
-    walk(schema(), "")
+    walk(cls, "")
     return out
+
+
+def field_type(spec: dataclasses.Field) -> FieldType:
+    """The type a field of :func:`fields_by_key` declares (:func:`agents.method.field_types`: its annotation)."""
+    return next(kind for f, kind in _leaves(schema()).values() if f is spec)
+
+
+def field_kind(spec: dataclasses.Field) -> type:
+    """``list``, ``tuple``, ``str``, ``bool``, ``int`` or ``float``: what a field holds (None aside)."""
+    return field_type(spec).kind
 
 
 def defaults() -> dict[str, Any]:
@@ -238,12 +254,12 @@ def closest_keys(key: str, valid: Any, n: int = 3) -> str:
 def _prepare(key: str, value: Any, spec: dataclasses.Field) -> Any:
     """A YAML or ``--set`` value made ready for OmegaConf: strings parsed as YAML for non-string keys, ``a,b`` as a
     list, ``1e5`` or ``2.0`` as an integer for an integer key (YAML 1.1 reads ``1e-4`` as a string)."""
-    default = spec.default_factory() if spec.default_factory is not dataclasses.MISSING else spec.default
-    kind = field_kind(spec)
+    declared = field_type(spec)
+    kind = declared.kind
     if kind in (list, tuple) and isinstance(value, str) and not value.strip().startswith("["):
         value = [v.strip() for v in value.split(",") if v.strip()] if value.strip().lower() not in ("null", "none", "~") else None
     if isinstance(value, str) and kind is not str:
-        if value.strip().lower() in ("null", "none", "~", "") and default is None:
+        if value.strip().lower() in ("null", "none", "~", "") and declared.optional:
             return None
         try:
             value = yaml.safe_load(value)
@@ -251,7 +267,7 @@ def _prepare(key: str, value: Any, spec: dataclasses.Field) -> Any:
             raise ConfigError(f"{key}: cannot parse {value!r}") from e
     if kind is bool and not isinstance(value, bool):  # OmegaConf would take 2 for true
         raise ConfigError(f"{key}: expected bool, got {value!r}")
-    number = _element_kind(spec)
+    number = declared.element or kind
     if number in (int, float):
         items = value if isinstance(value, (list, tuple)) else [value]
         items = [_number(key, v, number) for v in items]
@@ -272,23 +288,6 @@ def _number(key: str, v: Any, kind: type) -> Any:
     return v
 
 
-def field_kind(spec: dataclasses.Field) -> type:
-    """``list``, ``tuple``, ``str``, ``bool``, ``int`` or ``float``: what a field holds (None aside)."""
-    text = str(spec.type)
-    for name, kind in (("list", list), ("tuple", tuple), ("str", str), ("bool", bool), ("int", int), ("float", float)):
-        if name in text:
-            return kind
-    return object
-
-
-def _element_kind(spec: dataclasses.Field) -> type:
-    """The number type of a numeric field or of a list/tuple field's elements; ``object`` for others."""
-    text = str(spec.type)
-    if "bool" in text or "str" in text:
-        return object
-    return int if "int" in text else float if "float" in text else object
-
-
 def resolve(overrides: dict[str, Any]) -> Any:
     """The configuration (a :func:`schema` dataclass, read as ``cfg.agent.learning_rate``): the defaults with
     ``overrides`` (dotted keys, applied in order) merged in, validated."""
@@ -302,27 +301,21 @@ def resolve(overrides: dict[str, Any]) -> Any:
         try:
             OmegaConf.update(cfg, key, prepared, merge=False)
         except OmegaConfBaseException as e:
-            raise ConfigError(f"{key}: expected {_type_name(specs[key])}, got {value!r}") from e
+            raise ConfigError(f"{key}: expected {field_type(specs[key])}, got {value!r}") from e
     typed = OmegaConf.to_object(cfg)
     validate(typed)
     return typed
 
 
-def _type_name(spec: dataclasses.Field) -> str:
-    kind, element = field_kind(spec), _element_kind(spec)
-    if kind in (list, tuple):
-        return f"a list of {element.__name__ if element is not object else 'str'}"
-    return kind.__name__
-
-
 def validate(cfg: Any) -> None:
-    """Every key in its range or choices (one rule per field, declared with it), then what ties keys together."""
+    """Every key of every section (the methods' and ``fmn`` too) of its type and in its range or choices, by the one
+    validator of :func:`agents.method.param` fields, then what ties keys together."""
     from envs import check_one_family, resolve_game
 
-    sections = {section_name(name) for name in METHODS} | {"fmn"}  # checked by their own dataclass's validate
-    for key, spec in fields_by_key().items():
-        if key.split(".", 1)[0] not in sections:
-            _check(key, spec, _get(cfg, key))
+    try:
+        check_fields(cfg)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
     if not cfg.games:
         raise ConfigError("games: give at least one game, e.g. --games Pong,Breakout")
     try:
@@ -336,7 +329,7 @@ def validate(cfg: Any) -> None:
     if unknown:
         raise ConfigError(f"unknown method {unknown[0]!r}; known methods: {', '.join(sorted(METHODS))} (combine them "
                           "with +, e.g. ewc+redo)")
-    try:
+    try:  # the rules that tie a section's fields together
         cfg.fmn.validate()
     except ValueError as e:
         raise ConfigError(f"fmn.{e}") from e
@@ -351,29 +344,6 @@ def validate(cfg: Any) -> None:
         make_method(cfg.method, method_params(cfg)).q_network_spec(dataclasses.asdict(cfg.network))
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{section_name(cfg.method)}: {e}") from e
-
-
-def _get(cfg: Any, key: str) -> Any:
-    for part in key.split("."):
-        cfg = getattr(cfg, part)
-    return cfg
-
-
-def _check(key: str, spec: dataclasses.Field, value: Any) -> None:
-    """``value`` against the field's declared choices and range (each element of a list)."""
-    if value is None:
-        return
-    choices, bounds = spec.metadata.get("choices"), spec.metadata.get("range")
-    if choices and value not in choices:
-        raise ConfigError(f"{key} must be one of {', '.join(choices)}, got {value!r}")
-    values = list(value) if isinstance(value, (list, tuple)) else [value]
-    if isinstance(value, (list, tuple)) and not value and bounds is not None:
-        raise ConfigError(f"{key}: give at least one value (or null for the default)")
-    for v in values:
-        if isinstance(v, float) and not math.isfinite(v):
-            raise ConfigError(f"{key} must be a finite number, got {v}")
-        if bounds is not None and isinstance(v, (int, float)) and not isinstance(v, bool) and v not in bounds:
-            raise ConfigError(f"{key} must be {bounds}, got {value}")
 
 
 def method_params(cfg: Any) -> Any:

@@ -32,13 +32,12 @@ agent steps show nearly the same screen, so skipping them loses little and divid
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from agents.method import check_field, param
+from agents.method import check_fields, param
 
 
 @dataclass
@@ -61,8 +60,7 @@ class ForgetMeNotParams:
 
     def validate(self) -> None:
         """Raise ValueError naming the parameter when a value has the wrong type or is out of range."""
-        for spec in dataclasses.fields(self):
-            check_field(spec, getattr(self, spec.name))
+        check_fields(self)
         if len(self.frame_shape) != 2:
             raise ValueError(f"frame_shape must be two positive sides, got {self.frame_shape}")
         if any(side % self.downscale for side in self.frame_shape):
