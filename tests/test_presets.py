@@ -88,11 +88,11 @@ def test_preset_names():
         assert bad not in presets.PRESETS
         with pytest.raises(ValueError, match="unknown preset"):
             presets.preset_overrides(bad, 0)
-    assert sorted(presets.PRESETS) == sorted([presets.ATARI_DEMO, presets.MINATAR, presets.MINATAR_PLASTICITY,
+    assert sorted(presets.PRESETS) == sorted([presets.ATARI_DEMO, presets.ATARI_CPU, presets.MINATAR, presets.MINATAR_PLASTICITY,
                                               presets.FAITHFUL, presets.SCALED])
 
 
-@pytest.mark.parametrize("name", ["atari-demo", "minatar", "minatar-plasticity"])
+@pytest.mark.parametrize("name", ["atari-demo", "atari-cpu", "minatar", "minatar-plasticity"])
 def test_fixed_presets_resolve_and_describe_their_keys(name: str) -> None:
     from crl.run.config import resolve
 

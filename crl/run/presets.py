@@ -68,6 +68,7 @@ class PresetTable(dict):
 ATARI_DEMO = "atari-demo"
 MINATAR = "minatar"
 MINATAR_PLASTICITY = "minatar-plasticity"
+ATARI_CPU = "atari-cpu"
 
 # Presets that are a fixed set of overrides: name -> (one-line description, flat config keys).
 FIXED: dict[str, tuple[str, dict[str, Any]]] = {
@@ -86,6 +87,18 @@ FIXED: dict[str, tuple[str, dict[str, Any]]] = {
         {
             "games": ["minatar/space_invaders", "minatar/breakout", "minatar/freeway"], "steps_per_game": 100_000,
             "cycles": 2, "eval.every": 25_000, "eval.episodes": 20,
+        },
+    ),
+    ATARI_CPU: (
+        "real Atari that learns on a CPU: Boxing then Freeway, 200,000 steps each, a narrow Nature CNN (16-32-32, "
+        "256 units), one gradient step per 2 transitions, epsilon over 50,000 steps (docs/results/atari-cpu.md)",
+        {
+            "games": ["boxing", "freeway"], "steps_per_game": 200_000, "n_envs": 4,
+            "eval.every": 20_000, "eval.episodes": 5, "eval.max_steps": 10_000,
+            "network.conv_channels": [16, 32, 32], "network.hidden": 256,
+            "agent.learning_rate": 1e-4, "agent.buffer_size": 100_000, "agent.learning_starts": 5_000,
+            "agent.train_freq": 2, "agent.gradient_steps": 4, "agent.target_update_interval": 2_000,
+            "agent.exploration_steps": 50_000, "agent.exploration_final_eps": 0.01, "checkpoint.every": 20_000,
         },
     ),
     MINATAR_PLASTICITY: (
