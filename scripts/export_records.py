@@ -5,7 +5,7 @@
 
 DEST mirrors the sweep directory: ``spec.yaml``, ``sweep.json`` (the finished runs with their attempts: wall
 seconds, CPU seconds, peak memory) and ``runs/<name>/`` with config.yaml, evals.jsonl, blocks.jsonl, retention.csv,
-metrics.json, run.json and, for a run resumed from a checkpoint, resumes.jsonl (whether a block refilled its
+metrics.json, run.json, plasticity.jsonl (where measured) and, for a run resumed from a checkpoint, resumes.jsonl (whether a block refilled its
 replay buffer), plus ``network.json``: the number of values in the trained Q-network (its parameters
 and buffers, read from the model's weights). So ``crl sweep --report DEST`` regenerates the sweep's report from DEST
 alone. Runs already in DEST are copied again (a finished run's records do not change); each run is written to a
@@ -27,7 +27,8 @@ import torch as th
 from crl.run import rundir
 from crl.sweep import state as state_mod
 
-RECORDS = ("config.yaml", "evals.jsonl", "blocks.jsonl", "retention.csv", "metrics.json", "run.json", "resumes.jsonl")
+RECORDS = ("config.yaml", "evals.jsonl", "blocks.jsonl", "retention.csv", "metrics.json", "run.json", "resumes.jsonl",
+           "plasticity.jsonl")
 
 
 def network_size(model_zip: Path) -> dict[str, int]:
