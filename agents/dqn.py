@@ -273,7 +273,7 @@ class ContinualDQN(DQN):
         seed drawn from the hooks' generator; torch's global RNG is restored afterwards."""
         seed = int(th.randint(2**62, (1,), generator=self.method_generator))
         with th.random.fork_rng(devices=[]):
-            th.manual_seed(seed)
+            th.default_generator.manual_seed(seed)  # the CPU generator only: CUDA's draws the minibatches
             network = build_q_network(self.observation_space, self.action_space, self.policy.network)
             network.grow_to(self.q_net.num_tasks)
         return {n: p.detach().to(self.device) for n, p in network.named_parameters()}

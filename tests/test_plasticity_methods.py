@@ -207,3 +207,22 @@ def test_crelu_and_layer_norm_networks_recycle_like_relu_ones(layer_norm: bool) 
     else:
         with th.no_grad():
             assert th.equal(q_net(obs), q_before)
+
+
+def test_recycling_adjacent_layers_together_resets_the_moments_of_both_masks() -> None:
+    """The dense layer's weights are the conv units' outgoing weights and the dense units' incoming ones: when both
+    layers recycle in one pass, the entries written (and so the moments reset) are the union of the two masks."""
+    agent = tiny_agent("redo", **{"redo.every": 10**9})
+    first_block(agent)
+    q_net = agent.q_net
+    conv_units, fc_units = th.zeros(16, dtype=th.bool), th.zeros(128, dtype=th.bool)
+    conv_units[2], fc_units[7] = True, True
+    written = q_net.reinitialize_units(0, conv_units, agent.fresh_parameters())
+    q_net.reinitialize_units(1, fc_units, agent.fresh_parameters(), written)
+    mask = written[q_net.fc.weight]
+    assert mask[:, 2 * 64:3 * 64][~fc_units].all() and mask[7].all(), "one layer's mask replaced the other's"
+    assert not mask[~fc_units][:, :2 * 64].any()
+    agent.weights_changed(written)
+    for moment in moments(agent, q_net.fc.weight):
+        assert not moment[:, 2 * 64:3 * 64].any() and not moment[7].any()
+    assert q_net.fc.bias[7] == 0 and q_net.convs[0].bias[2] == 0

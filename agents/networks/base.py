@@ -288,27 +288,33 @@ class ConvQNetwork(TaskQNetwork):
         per_input = per_input.view(self.passes_on * units, -1).sum(dim=1)  # positions of a flattened channel
         return per_input.view(self.passes_on, units).sum(dim=0)
 
-    def reinitialize_units(self, layer: int, units: th.Tensor, fresh: dict[str, th.Tensor]
-                           ) -> dict[nn.Parameter, th.Tensor]:
-        """Give ``units`` of hidden layer ``layer`` the incoming weights and bias of ``fresh`` (a newly initialized
-        network's named parameters) and zero their outgoing weights, so the network's output does not change.
-        Returns the entries written, as ``{parameter: bool mask}`` (for the optimizer's moments)."""
-        incoming, name, outgoing, out_name = self._units(layer)
-        written: dict[nn.Parameter, th.Tensor] = {}
+    def reinitialize_units(self, layer: int, units: th.Tensor, fresh: dict[str, th.Tensor],
+                           written: dict[nn.Parameter, th.Tensor] | None = None) -> dict[nn.Parameter, th.Tensor]:
+        """Give ``units`` of hidden layer ``layer`` the incoming weights of ``fresh`` (a newly initialized network's
+        named parameters) and a zero bias, and zero their outgoing weights: a unit that never fired leaves the
+        output unchanged. Returns the entries written as ``{parameter: bool mask}`` (for the optimizer's moments),
+        merged into ``written`` (a layer's outgoing weights are the next layer's incoming ones: masks add up)."""
+        incoming, name, outgoing, _ = self._units(layer)
+        written = {} if written is None else written
+
+        def write(param: nn.Parameter, mask: th.Tensor) -> None:
+            written[param] = written[param] | mask if param in written else mask
+
         with th.no_grad():
-            for param, fresh_name in ((incoming.weight, f"{name}.weight"), (incoming.bias, f"{name}.bias")):
-                mask = units.view(-1, *[1] * (param.dim() - 1)).expand_as(param)
-                param[mask] = fresh[fresh_name].to(param.device)[mask]
-                written[param] = mask
+            mask = units.view(-1, *[1] * (incoming.weight.dim() - 1)).expand_as(incoming.weight)
+            incoming.weight[mask] = fresh[f"{name}.weight"].to(incoming.weight.device)[mask]
+            write(incoming.weight, mask)
+            incoming.bias[units] = 0.0
+            write(incoming.bias, units)
             if self.layer_norm:
                 norm = self.norms[layer]
                 for param, value in ((norm.weight, 1.0), (norm.bias, 0.0)):
                     param[units] = value
-                    written[param] = units
+                    write(param, units)
             columns = self._outgoing_columns(layer, units)
             mask = columns.view(1, -1, *[1] * (outgoing.weight.dim() - 2)).expand_as(outgoing.weight)
             outgoing.weight[mask] = 0.0
-            written[outgoing.weight] = mask
+            write(outgoing.weight, mask)
         return written
 
     def last_layers_named_parameters(self, layers: int) -> list[tuple[str, nn.Parameter]]:

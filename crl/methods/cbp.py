@@ -17,7 +17,8 @@ class ContinualBackprop(Method):
     """After every gradient step, update each hidden unit's running contribution utility on the step's minibatch,
     ``u <- eta u + (1 - eta) E|h_i| sum_k |w_ki|`` (its mean |activation| times its outgoing weights' magnitude),
     and replace, per layer, ``replacement_rate`` of the units older than ``maturity`` steps (fractions accumulate):
-    the lowest-utility ones get fresh incoming weights, zero outgoing weights, utility 0 and age 0."""
+    the ones of lowest bias-corrected utility ``u / (1 - eta^age)`` get fresh incoming weights, zero bias, zero
+    outgoing weights, utility 0 and age 0."""
 
     name = "cbp"
     summary = "continual backprop: replace low-utility units (a plasticity intervention)"
@@ -29,7 +30,7 @@ class ContinualBackprop(Method):
         replacement_rate: float = param(1e-4, "fraction of a layer's mature units replaced per gradient step", low=0,
                                         high=1)
         decay: float = param(0.99, "eta: decay of the running utility", low=0, high=1)
-        maturity: int = param(100, "gradient steps a unit is protected after it is (re)initialized", low=0)
+        maturity: int = param(10_000, "gradient steps a unit is protected after it is (re)initialized", low=0)
 
     def __init__(self, params: MethodParams | dict | None = None) -> None:
         super().__init__(params)
@@ -56,11 +57,12 @@ class ContinualBackprop(Method):
                 if count == 0:
                     continue
                 self.owed[layer] -= count
-                utility = th.where(mature, self.utility[layer], th.full_like(self.utility[layer], math.inf))
+                corrected = self.utility[layer] / (1 - self.params.decay ** self.age[layer].double()).float()
+                utility = th.where(mature, corrected, th.full_like(corrected, math.inf))
                 units = th.zeros_like(mature)
                 units[th.argsort(utility)[:count]] = True
                 fresh = ctx.fresh_parameters() if fresh is None else fresh
-                changed.update(ctx.q_net.reinitialize_units(layer, units, fresh))
+                ctx.q_net.reinitialize_units(layer, units, fresh, changed)
                 self.utility[layer][units] = 0.0
                 self.age[layer][units] = 0
                 self.replaced += count

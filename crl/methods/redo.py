@@ -13,8 +13,8 @@ from agents.plasticity import dormant_scores
 
 class ReDo(Method):
     """Every ``every`` gradient steps, score each hidden unit on a replay minibatch (Eq. 1: its mean |activation|
-    over the layer's mean) and recycle the tau-dormant ones: fresh incoming weights, zero outgoing weights (the
-    network's function is unchanged), and their optimizer moments reset."""
+    over the layer's mean) and recycle the tau-dormant ones: fresh incoming weights, zero bias, zero outgoing weights,
+    and the optimizer moments of all of them reset."""
 
     name = "redo"
     summary = "ReDo: recycle dormant units (a plasticity intervention)"
@@ -45,7 +45,7 @@ class ReDo(Method):
         fresh, changed = ctx.fresh_parameters(), {}
         for layer, units in enumerate(dormant):
             if units.any():
-                changed.update(ctx.q_net.reinitialize_units(layer, units, fresh))
+                ctx.q_net.reinitialize_units(layer, units, fresh, changed)
                 self.recycled += int(units.sum())
         ctx.weights_changed(changed, reset_optimizer=True)
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from crl.analysis import metrics
-from crl.analysis.normalization import Normalization, normalized_score
+from crl.analysis.normalization import Normalization
 from crl.methods import METHODS, method_sections, section_name
 from crl.report.records import Run
 from crl.run.config import flatten
@@ -111,18 +111,19 @@ def plasticity_rows(run: Run, references: dict[str, list[Run]]) -> list[dict[str
         game = run.blocks[b]["game"]
         visits[game] = visits.get(game, 0) + 1
         span = run.blocks[b]["end_step"] - run.blocks[b]["start_step"]
-        auc = metrics.area_under_curve(*block_curve(run, b, game, span))
-        final = _clipped(normalized_score(game, float(run.retention[b, run.games.index(game)])))
-        fresh_auc = [metrics.area_under_curve(*block_curve(ref, 0, game, span)) for ref in references.get(game, [])]
-        fresh_final = [_clipped(normalized_score(game, float(ref.retention[0, 0]))) for ref in references.get(game, [])
-                       if ref.blocks_finished]
+        auc, final = _learning(run, b, game, span)
+        fresh = [_learning(ref, 0, game, span) for ref in references.get(game, []) if ref.blocks_finished]
         rows.append({"block": b, "game": game, "visit": visits[game], "auc": _finite(auc), "final": _finite(final),
-                     "fresh_auc": _mean_finite(fresh_auc), "fresh_final": _mean_finite(fresh_final)})
+                     "fresh_auc": _mean_finite([a for a, _ in fresh]),
+                     "fresh_final": _mean_finite([f for _, f in fresh])})
     return rows
 
 
-def _clipped(value: float) -> float:
-    return min(max(value, 0.0), 1.0) if np.isfinite(value) else math.nan
+def _learning(run: Run, block: int, game: str, span: float) -> tuple[float, float]:
+    """(area under the clipped normalized curve, its last value) of ``game`` over the first ``span`` steps of
+    ``block``: both runs are read on the same steps since their blocks began."""
+    steps, values = block_curve(run, block, game, span)
+    return metrics.area_under_curve(steps, values), (float(values[-1]) if len(values) else math.nan)
 
 
 def _finite(value: float) -> float | None:

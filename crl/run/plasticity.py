@@ -36,8 +36,10 @@ def network_measures(agent: ContinualDQN, initial: dict[str, th.Tensor], batch_s
     """Measures of the whole network: RMS weight, RMS distance from the initial weights (shared parameters), and the
     norm of the TD loss's gradient on a replay minibatch of the current game (drawn from a generator of its own)."""
     shared = dict(agent.q_net.shared_named_parameters())
-    out = {"weight_rms": rms(shared.values()),
-           "weight_distance": rms_distance([shared[n] for n in initial], initial.values())}
+    out = {}
+    if shared:  # progressive columns share nothing
+        out["weight_rms"] = rms(shared.values())
+        out["weight_distance"] = rms_distance([shared[n] for n in initial], initial.values())
     if agent.replay_buffer is not None and agent.replay_buffer.size() > 0:
         generator = th.Generator().manual_seed(seed_of(seed, step, GRADIENT_STREAM))
         batch = sample_with(agent.replay_buffer, batch_size, generator)
