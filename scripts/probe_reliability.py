@@ -178,7 +178,11 @@ _TB_LOCK = threading.Lock()
 
 def tb_scalars(run_dir: str) -> dict[str, list[int]]:
     """tag -> steps as TensorBoard shows them (EventAccumulator with its default purge of orphaned data)."""
+    import logging
+
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logging.getLogger("tensorboard").setLevel(logging.ERROR)   # its purge notices are expected after a resume
 
     tb = os.path.join(run_dir, "tb")
     if not os.path.isdir(tb):
@@ -842,7 +846,7 @@ API_WRAP = textwrap.dedent("""\
     try:
     {body}
     except BaseException as e:
-        print("EXC", type(e).__name__, "|", " ".join(str(e).split())[:300])
+        print("EXC", ",".join(c.__name__ for c in type(e).__mro__), "|", " ".join(str(e).split())[:300])
         sys.exit(0)
     print("NOEXC")
     """)
@@ -856,7 +860,7 @@ API_CASES = [  # name, setup code (run before the try), body, accepted exception
     ("set_task('breakout') (not a TaskInfo)", "a = mk()", "a.set_task('breakout')", ("TypeError", "ValueError"), r"TaskInfo"),
     ("set_task(None)", "a = mk()", "a.set_task(None)", ("TypeError", "ValueError"), r"TaskInfo"),
     ("ContinualDQN.load(zip, method=other)", API_SAVE, "b = ContinualDQN.load('agent.zip', method=make_method('ewc'))",
-     ("ValueError", "TypeError"), r"method"),
+     ("ValueError", "TypeError"), r"^(?!.*got multiple values).*method"),   # not SB3's own keyword clash
     ("ContinualDQN.load(missing file)", "", "ContinualDQN.load('nope.zip')", ("FileNotFoundError", "ValueError"), r"nope"),
     ("ContinualDQN.load(random bytes)", f"open('bad.zip','wb').write({RANDOM_BYTES[:200]!r})",
      "ContinualDQN.load('bad.zip')", ("ValueError",), r"bad\.zip"),
@@ -867,7 +871,7 @@ API_CASES = [  # name, setup code (run before the try), body, accepted exception
     ("make_vec_env(n_envs=0)", "", "make_vec_env('minatar/breakout', n_envs=0, seed=0)", ("ValueError",), r"n_envs"),
     ("make_vec_env(seed=-1)", "", "make_vec_env('minatar/breakout', n_envs=1, seed=-1)", ("ValueError",), r"seed"),
     ("set_env to another family's observation space", "a = mk(); a.set_task(TaskInfo(0, 'minatar/breakout'))",
-     "a.set_env(make_vec_env('Pong', n_envs=1, seed=0)); a.learn(16)", ("ValueError", "TypeError"), r"."),
+     "a.set_env(make_vec_env('Pong', n_envs=2, seed=0)); a.learn(16)", ("ValueError", "TypeError"), r"."),
     ("save to an unwritable path", API_SAVE, "a.save('/proc/x/agent.zip')", ("OSError", "FileNotFoundError",
                                                                             "PermissionError", "ValueError"), r"/proc/x"),
 ]
@@ -881,11 +885,12 @@ def d_cases() -> list[Case]:
         def check(ctx, d, p, excs=excs, rx=rx):
             if p.timed_out:
                 return "hang", "no exit"
-            m = re.search(r"^EXC (\w+) \| (.*)$", p.out, re.M)
-            if m:
-                if m.group(1) in excs and re.search(rx, m.group(2)):
-                    return "held", f"{m.group(1)}: {m.group(2)[:100]}"
-                return "traceback", f"{m.group(1)}: {m.group(2)[:130]} (want {'/'.join(excs)} matching /{rx}/)"
+            m = re.search(r"^EXC ([\w,]+) \| (.*)$", p.out, re.M)
+            if m:   # the exception's class and its bases: a subclass of a wanted type is fine
+                mro = m.group(1).split(",")
+                if set(mro) & set(excs) and re.search(rx, m.group(2)):
+                    return "held", f"{mro[0]}: {m.group(2)[:100]}"
+                return "traceback", f"{mro[0]}: {m.group(2)[:130]} (want {'/'.join(excs)} matching /{rx}/)"
             if "NOEXC" in p.out:
                 return "silent-wrong", "accepted without an error"
             last = (p.err.strip().splitlines() or ["(no output)"])[-1]
@@ -1254,7 +1259,7 @@ def e_cases() -> list[Case]:
                     mode="structure", restart=True, note="timing-dependent: the signal may land before or after the run dir"),
         resume_case("SIGINT, resume, SIGINT, resume",
                     [Phase("train", exists("checkpoints/resume-400.sha256"), signals=(I,)),
-                     Phase("resume", AFTER_1200, signals=(I,)), R], mode="structure"),
+                     Phase("resume", exists("checkpoints/resume-12*.sha256"), signals=(I,)), R], mode="structure"),
         # other
         Case("e", "--resume X --run-dir Y", None, [Phase("train", AFTER_1200), Phase("resume", extra=("--run-dir", "{d}/other"))],
              check_resume_with_run_dir, timeout=240, note="issue: Y silently ignored"),
