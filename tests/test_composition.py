@@ -105,3 +105,21 @@ def test_two_network_choosers_are_refused(scratch_methods) -> None:
 def test_component_names() -> None:
     assert component_names("ewc+redo") == ["ewc", "redo"]
     assert component_names("ewc") == ["ewc"]
+
+
+def test_sweeps_take_composed_names_and_refuse_unknown_components() -> None:
+    from crl.sweep.spec import SpecError, expand
+
+    sweep = expand({"base": {"games": ["minatar/breakout"]}, "axes": {"method": ["ewc+redo", "finetune"], "seed": [0]},
+                    "method_axes": {"ewc+redo": {"redo.tau": [0.0, 0.1]}}})
+    names = sorted(run.name for run in sweep.runs)
+    assert names == ["ewc+redo-tau_0.0-s0", "ewc+redo-tau_0.1-s0", "finetune-s0"]
+    with pytest.raises(SpecError, match="unknown method 'redoo'"):
+        expand({"base": {"games": ["minatar/breakout"]}, "axes": {"method": ["ewc+redoo"]}})
+
+
+def test_the_report_labels_a_composed_method_with_its_components_settings() -> None:
+    from crl.report.compute import Group
+
+    config = {"method": "ewc+redo", "ewc": {"lambda_": 40.0}, "redo": {"tau": 0.1}, "l2": {"lambda_": 1.0}}
+    assert Group("ewc+redo", config, []).method_params() == {"ewc.lambda_": 40.0, "redo.tau": 0.1}
