@@ -81,6 +81,8 @@ class ZipAgent:
         self.num_timesteps = step
         self.action_space = gym.spaces.Discrete(4)
         self.resumed_with: list[object] = []
+        self.last_losses: dict[str, th.Tensor] = {}
+        self.device = "cpu"
 
     def save(self, path: Path, extra_files: dict[str, bytes]) -> None:
         with zipfile.ZipFile(path, "w") as archive:
@@ -100,12 +102,13 @@ def test_a_checkpoint_holds_the_run_state(tmp_path, monkeypatch) -> None:
     assert sorted(saved) == sorted([
         "block_index", "block_done", "next_eval", "next_log", "retention", "retention_cut", "trained_at", "task_ids",
         "n_evaluations",
-        "n_eval_records", "n_block_records", "n_plasticity_records", "fingerprint", "rng", "replay_saved"])
+        "n_eval_records", "n_block_records", "n_plasticity_records", "fingerprint", "records", "last_losses", "rng",
+        "replay_saved"])
     assert saved["fingerprint"] == rundir.fingerprint(cfg)
 
     agent = ZipAgent(140)
     monkeypatch.setattr(resume_point, "ContinualDQN", SimpleNamespace(load=lambda path, device: agent))
-    restored, loaded, replay_restored = resume_point.restore(point, "cpu", None, None)
+    restored, loaded, replay_restored, records = resume_point.restore(point, "cpu", None, None)
     assert restored == state and loaded is agent and replay_restored is False
     assert agent.resumed_with == [None]  # mid-block: the task goes on (without its replay, none was saved)
 
@@ -114,10 +117,28 @@ def test_resume_trims_the_records_written_after_the_checkpoint(tmp_path) -> None
     rundir.append_jsonl(tmp_path / rundir.EVALS, [{"step": s} for s in range(5)])
     rundir.append_jsonl(tmp_path / rundir.BLOCKS, [{"block": b} for b in range(3)])
     rundir.write_retention(tmp_path / rundir.RETENTION, ["a", "b"], [[1.0, 2.0], [3.0, 4.0]])
-    resume_point.trim_records(tmp_path, ["a", "b"], RunState(retention=[[1.0, 2.0]], n_eval_records=2, n_block_records=1))
+    state = RunState(retention=[[1.0, 2.0]], n_eval_records=2, n_block_records=1)
+    records = {name: resume_point.record_lines(tmp_path / name, n) for name, n in resume_point.record_counts(state)}
+    warnings: list[str] = []
+    resume_point.trim_records(tmp_path, ["a", "b"], state, records, warnings.append)
     assert rundir.read_jsonl(tmp_path / rundir.EVALS) == [{"step": 0}, {"step": 1}]
     assert rundir.read_jsonl(tmp_path / rundir.BLOCKS) == [{"block": 0}]
     assert rundir.read_retention(tmp_path / rundir.RETENTION) == (["a", "b"], [[1.0, 2.0]])
+    assert warnings == [] and not (tmp_path / rundir.PLASTICITY).exists()
+
+
+def test_resume_restores_records_lost_or_changed_since_the_checkpoint(tmp_path) -> None:
+    """Records trimmed by content, not line count: a truncated, deleted or edited file is put back as the checkpoint
+    held it, so a later kill and resume cannot duplicate an evaluation (issue #25)."""
+    state = RunState(n_eval_records=3, n_block_records=1)
+    records = {rundir.EVALS: b'{"step": 0}\n{"step": 1}\n{"step": 2}\n', rundir.BLOCKS: b'{"block": 0}\n',
+               rundir.PLASTICITY: b""}
+    rundir.append_jsonl(tmp_path / rundir.EVALS, [{"step": 0}, {"step": 9}, {"step": 2}, {"step": 3}])  # edited
+    warnings: list[str] = []
+    resume_point.trim_records(tmp_path, ["a"], state, records, warnings.append)  # blocks.jsonl: deleted
+    assert rundir.read_jsonl(tmp_path / rundir.EVALS) == [{"step": 0}, {"step": 1}, {"step": 2}]
+    assert rundir.read_jsonl(tmp_path / rundir.BLOCKS) == [{"block": 0}]
+    assert len(warnings) == 2 and "evals.jsonl did not hold the 3 records" in warnings[0]
 
 
 def test_method_help_names_every_registered_method() -> None:

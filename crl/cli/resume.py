@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # the trainer pulls in torch and matplotlib; this module is i
     from crl.run.loop import ContinualTrainer
 
 # keys no resume may change, --force or not: the records (retention matrix, evaluations) are per game
-RESUME_NEVER_CHANGES = ("games",)
+RESUME_NEVER_CHANGES = ("games", "plasticity.measure", "plasticity.probe_size")  # records per game; probes drawn once
 
 
 # --- continuing a run -----------------------------------------------------------------------------------------
@@ -44,14 +44,21 @@ def continue_run(trainer: ContinualTrainer, force: bool, warn: Callable[[str], N
     run_dir, cfg = trainer.run_dir, trainer.cfg
     record = run_record(run_dir)
     step, refilled = None, False
-    if not ckpt.resume_points(trainer.checkpoints):
+    rundir.remove_temporaries(run_dir)
+    unusable = ckpt.discard_unusable(trainer.checkpoints)  # incomplete or corrupt points, orphans: never used
+    good = ckpt.resume_points(trainer.checkpoints)
+    if not good:
         rundir.clear_records(run_dir)
         note = "restarted from the beginning: the run stopped before its first checkpoint"
+        if unusable:
+            why = "; ".join(f"{p.zip_path.name}: {problem}" for p, problem in unusable)
+            note = (f"no usable checkpoint in {trainer.checkpoints} ({why}); restarted from step 0, keeping "
+                    "nothing from before")
     else:
-        try:
-            point = ckpt.newest_good(trainer.checkpoints, warn=warn)
-        except ckpt.CheckpointError as e:
-            raise UsageError(str(e)) from e
+        point = good[0]
+        for bad, problem in unusable:
+            if bad.step > point.step:
+                warn(f"checkpoint {bad.zip_path} is unusable: {problem}; removed, using the previous one")
         saved = ckpt.load_trainer_state(point)
         if saved["fingerprint"] != record["fingerprint"] and not force:
             raise UsageError(f"checkpoint {point.zip_path} was made with another configuration than "
@@ -60,7 +67,7 @@ def continue_run(trainer: ContinualTrainer, force: bool, warn: Callable[[str], N
                 and (run_dir / rundir.MODEL).exists()):
             return Continuation(None, f"{run_dir} is finished ({len(trainer.blocks)} blocks); nothing to do "
                                       f"(to train more: crl train --resume {run_dir} --cycles N)", finished=True)
-        replay_restored = trainer.restore(point)
+        replay_restored = trainer.restore(point, warn)
         step = point.step
         refilled = bool(trainer.state.block_done) and not replay_restored
         note = (f"resumed from {point.zip_path.name} at step {point.step} (block {trainer.state.block_index}, "
@@ -98,7 +105,7 @@ def resume_config(run_dir: Path, overrides: dict[str, Any], force: bool) -> RunC
     config_file = run_dir / rundir.CONFIG
     if not config_file.is_file() or not (run_dir / rundir.CHECKPOINTS).is_dir():
         raise UsageError(f"{run_dir} is not a run directory (no config.yaml and checkpoints/); nothing to resume")
-    if not config_file.read_text().strip():
+    if not config_file.read_bytes().strip():
         raise UsageError(f"{config_file} is empty; nothing to resume")
     try:
         saved_flat = config_mod.load_yaml(str(config_file))  # not YAML, or not a mapping: one line
@@ -108,7 +115,10 @@ def resume_config(run_dir: Path, overrides: dict[str, Any], force: bool) -> RunC
         saved = config_mod.resolve(dict(saved_flat))
     except config_mod.ConfigError as e:
         raise UsageError(f"{config_file}: {e}; nothing to resume") from e
-    overrides.pop("run_dir", None)
+    elsewhere = overrides.pop("run_dir", None)
+    if elsewhere is not None and Path(elsewhere).resolve() != run_dir.resolve():
+        raise UsageError(f"--resume {run_dir} continues the run where it is; it cannot also go to --run-dir "
+                         f"{elsewhere} (drop --run-dir, or copy the directory first)")
     cfg = config_mod.resolve({**saved_flat, **overrides})
     started = run_record(run_dir)["experiment"]  # what the run started with
     edited = rundir.changed_keys(started, saved)
@@ -119,8 +129,8 @@ def resume_config(run_dir: Path, overrides: dict[str, Any], force: bool) -> RunC
                          + (" (or add --force to go on with the new values)" if forceable else ""))
     never = [k for k in rundir.changed_keys(started, cfg) if k in RESUME_NEVER_CHANGES]
     if never:
-        raise UsageError(f"--resume cannot change {', '.join(never)} (the run's records are per game); "
-                         "start a new run instead")
+        raise UsageError(f"--resume cannot change {', '.join(never)} (the run's records are per game, its "
+                         "plasticity probes drawn once); start a new run instead")
     changed = rundir.changed_keys(rundir.experiment(saved), cfg)
     if changed and not force:
         raise UsageError(f"--resume would change the experiment ({', '.join(changed)}); add --force to do it anyway")

@@ -125,6 +125,23 @@ def prune(directory: Path, keep: int) -> list[ResumePoint]:
     return kept
 
 
+def discard_unusable(directory: Path) -> list[tuple[ResumePoint, str]]:
+    """Delete every resume point that does not verify (a point is not one until its checksum file is written and
+    matches) and every orphan (a checksum file or replay pickle without its zip, a temporary file); returns the points
+    deleted, with why. Only safe while holding the run's lock."""
+    directory = Path(directory)
+    bad = [(point, problem) for point in resume_points(directory) if (problem := verify(point)) is not None]
+    for point, _ in bad:
+        for path in point.files():
+            path.unlink(missing_ok=True)
+    steps = {point.step for point in resume_points(directory)}
+    for path in directory.glob("resume-*"):
+        m = re.match(r"^resume-(\d+)\.", path.name)
+        if path.name.endswith(".tmp") or (m and int(m.group(1)) not in steps):
+            path.unlink(missing_ok=True)
+    return bad
+
+
 def resume_points(directory: Path) -> list[ResumePoint]:
     """All resume points in ``directory``, newest first (complete or not)."""
     points = [ResumePoint(int(m.group(1)), p) for p in Path(directory).glob("resume-*.zip") if (m := _RESUME.match(p.name))]

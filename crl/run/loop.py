@@ -9,8 +9,9 @@ with the step callbacks (training scalars, periodic evaluations, progress, stop 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+import torch as th
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
 from agents import ContinualDQN
@@ -26,7 +27,7 @@ from crl.task_inference.fmn import ForgetMeNot
 from crl.run import resume_point
 from crl.run.agent import build_agent, resolve_device, set_torch_threads
 from crl.run.callbacks import (EvaluateEvery, LogEpisodeReturns, LogTraining, ObserveFrames, ShowProgress,
-                                    StopOnSignal)
+                                    StopOnSignal, TrainingDiverged)
 from crl.run.console import Progress, StopSignals, TrainingInterrupted
 from crl.run.plasticity import PlasticityProbes
 from crl.run.recording import Recorder
@@ -71,19 +72,24 @@ class ContinualTrainer:
         self.recorder.open(resume_step)
         done = sum(b.steps for b in self.blocks[: state.block_index]) + state.block_done
         progress = Progress(self.sequence.total_steps, done)
+        summary = None
         try:
             with self.signals:
                 while state.block_index < len(self.blocks):
                     self.train_block(self.blocks[state.block_index], progress)
                     state.block_index += 1
                     state.block_done = 0
+                    if state.block_index == len(self.blocks):  # metrics and hparams before the final point, so
+                        summary = self.recorder.summary(state, self.agent.num_timesteps)  # a resume from it has them
                     point = self.save_checkpoint()
                     # A signal in a block's last segment stops here, after end_task: a checkpoint taken between the
                     # last training step and end_task would resume with the block's replay gone (without
                     # --checkpoint-replay) and nothing left to refill it, so EWC's Fisher would have no samples.
                     if self.signals.signum is not None and state.block_index < len(self.blocks):
                         raise TrainingInterrupted(self.signals.signum, point.zip_path)
-            summary = self.recorder.summary(state, self.agent.num_timesteps)
+            if summary is None:  # resumed from the final point: metrics.json again, the hparams are logged
+                summary = self.recorder.summary(state, self.agent.num_timesteps, hparams=False)
+            self.check_finite("saving model.zip")
             self.agent.save(self.run_dir / rundir.MODEL)
         finally:
             progress.close()
@@ -143,6 +149,7 @@ class ContinualTrainer:
         state.retention.append([r.mean for r in results])
         state.retention_cut.append([r.cut_episodes for r in results])
         self.recorder.block_finished(state, agent.num_timesteps, agent.method.scalars())
+        self.check_finite(f"saving task-{block.index}.zip")
         agent.save(self.checkpoints / f"task-{block.index}.zip")
 
     def step_callbacks(self, block: Block, end_step: int, progress: Progress) -> BaseCallback:
@@ -166,17 +173,30 @@ class ContinualTrainer:
 
     # --- resume --------------------------------------------------------------------------------------------
     def save_checkpoint(self) -> ckpt.ResumePoint:
+        """A resume point at the agent's step; TensorBoard's events up to it are on disk first (a resume purges only
+        the events after it)."""
+        self.check_finite("writing a checkpoint")
+        self.recorder.flush()
         return resume_point.save(self.checkpoints, self.agent, self.state, self.task_identity, self.probes, self.cfg)
 
-    def restore(self, point: ckpt.ResumePoint) -> bool:
-        """Continue from ``point``: agent, run state, RNG states, records trimmed to the checkpoint.
+    def restore(self, point: ckpt.ResumePoint, warn: Callable[[str], None] = print) -> bool:
+        """Continue from ``point``: agent, run state, RNG states, records made exactly the checkpoint's (a repair
+        is named through ``warn``).
 
         Returns whether the replay buffers were restored.
         """
-        self.state, self.agent, replay_restored = resume_point.restore(point, self.device, self.task_identity,
-                                                                       self.probes)
-        resume_point.trim_records(self.run_dir, self.games, self.state)
+        self.state, self.agent, replay_restored, records = resume_point.restore(point, self.device,
+                                                                                self.task_identity, self.probes)
+        resume_point.trim_records(self.run_dir, self.games, self.state, records, warn)
         return replay_restored
+
+    def check_finite(self, before: str) -> None:
+        """Stop a run whose weights are not finite before it records or saves anything as if it were healthy (the
+        loss is checked only every ``log_every`` steps); one device sync."""
+        params = list(self.agent.policy.parameters())
+        if not bool(th.stack([th.isfinite(p).all() for p in params]).all()):
+            raise TrainingDiverged(f"training diverged by step {self.agent.num_timesteps}: the network's weights are "
+                                   f"not finite (found before {before})")
 
     # --- task ids ------------------------------------------------------------------------------------------
     def task_id_of(self, block: Block, env: Any) -> int:
@@ -204,6 +224,7 @@ class ContinualTrainer:
     def evaluate(self, block: Block, final: bool) -> list[GameEvaluation]:
         """Evaluate every game during ``block`` (``final``: at its end) and record the results."""
         agent = self.agent
+        self.check_finite("an evaluation")
         current = agent.current_task.task_id
         trained = self.trained_task_ids()
         results = evaluate_games(agent, self.cfg, [self.task_id_for(g) for g in range(len(self.games))],

@@ -42,6 +42,9 @@ class Recorder:
     def close(self) -> None:
         self.writer.close()
 
+    def flush(self) -> None:
+        self.writer.flush()
+
     # --- blocks -----------------------------------------------------------------------------------------
     def block_started(self, block: Block, task_id: int, start_step: int) -> None:
         """One ``blocks.jsonl`` line: the block, its game's column, the agent's task id and its planned steps."""
@@ -135,12 +138,14 @@ class Recorder:
         self.writer.flush()
 
     # --- the end ----------------------------------------------------------------------------------------
-    def summary(self, state: RunState, step: int) -> dict[str, Any]:
-        """``metrics.json`` (the metrics of the retention matrix, and the task ids), also as TensorBoard hparams."""
+    def summary(self, state: RunState, step: int, hparams: bool = True) -> dict[str, Any]:
+        """``metrics.json`` (the metrics of the retention matrix, and the task ids), also as TensorBoard hparams
+        (``hparams=False``: not again, they are logged already)."""
         summary = metrics.summarize(np.array(state.retention), self.games, state.trained_at, state.retention_cut[-1])
         summary["task_ids"] = list(state.task_ids)
         rundir.write_json(self.run_dir / rundir.METRICS, summary)
-        self.hparams(summary, step)
+        if hparams:
+            self.hparams(summary, step)
         return summary
 
     def hparams(self, summary: dict[str, Any], step: int) -> None:

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Callable
+
+import torch as th
 
 from agents import ContinualDQN
 from crl.run.config import RunConfig
@@ -31,17 +34,20 @@ def save(checkpoints: Path, agent: ContinualDQN, state: RunState, task_identity:
     if probes is not None:
         saved["plasticity"] = probes.state_dict()
     saved["fingerprint"] = rundir.fingerprint(cfg)  # a resume checks the configuration against it
+    saved["records"] = {name: record_lines(checkpoints.parent / name, count) for name, count in record_counts(state)}
+    # the losses of the last gradient step: the first training scalars after a resume are logged from them
+    saved["last_losses"] = {k: v.item() for k, v in agent.last_losses.items()}
     c = cfg.checkpoint
     return ckpt.save_resume_point(checkpoints, agent, saved, c.replay, c.keep)
 
 
 def restore(point: ckpt.ResumePoint, device: str, task_identity: ForgetMeNot | None,
-            probes: PlasticityProbes | None) -> tuple[RunState, ContinualDQN, bool]:
+            probes: PlasticityProbes | None) -> tuple[RunState, ContinualDQN, bool, dict[str, bytes]]:
     """The run state and the agent of ``point``, with the RNG states set and ``task_identity`` and ``probes``
     loaded. Mid-block, the agent continues its task (without ``before_task`` again) with the replay buffers if they
     were saved.
 
-    Returns (state, agent, whether the replay buffers were restored).
+    Returns (state, agent, whether the replay buffers were restored, the records the point holds).
     """
     saved = ckpt.load_trainer_state(point)
     state = RunState(**{f.name: saved[f.name] for f in dataclasses.fields(RunState)})
@@ -50,17 +56,34 @@ def restore(point: ckpt.ResumePoint, device: str, task_identity: ForgetMeNot | N
     if probes is not None:
         probes.load_state_dict(saved["plasticity"])
     agent = ContinualDQN.load(point.zip_path, device=device)
+    agent.last_losses = {k: th.tensor(v, device=agent.device) for k, v in saved["last_losses"].items()}
     ckpt.set_rng_state(agent, saved["rng"])
     if state.block_done > 0:
         agent.resume_task(ckpt.load_replay(point) if saved["replay_saved"] else None)
-    return state, agent, saved["replay_saved"]
+    return state, agent, saved["replay_saved"], saved["records"]
 
 
-def trim_records(run_dir: Path, games: list[str], state: RunState) -> None:
-    """Drop what the interrupted attempt wrote after the checkpoint (evaluations, block records, retention rows)."""
-    for name, count in ((rundir.EVALS, state.n_eval_records), (rundir.BLOCKS, state.n_block_records),
-                        (rundir.PLASTICITY, state.n_plasticity_records)):
-        path = run_dir / name
-        lines = path.read_text().splitlines(keepends=True)[:count] if path.exists() else []
-        rundir.atomic_write(path, "".join(lines))
+def record_counts(state: RunState) -> list[tuple[str, int]]:
+    """The record files a resume point accounts for, with how many lines of each belong to it."""
+    return [(rundir.EVALS, state.n_eval_records), (rundir.BLOCKS, state.n_block_records),
+            (rundir.PLASTICITY, state.n_plasticity_records)]
+
+
+def record_lines(path: Path, count: int) -> bytes:
+    """The first ``count`` lines of ``path`` (all it has if fewer; nothing if it is missing)."""
+    return b"".join(path.read_bytes().splitlines(keepends=True)[:count]) if path.is_file() else b""
+
+
+def trim_records(run_dir: Path, games: list[str], state: RunState, records: dict[str, bytes],
+                 warn: Callable[[str], None]) -> None:
+    """Make the records exactly what the checkpoint holds (``records``: each file's lines when it was saved): drop
+    what the interrupted attempt wrote after it, and restore lines lost or changed since (named through ``warn``),
+    so a resumed run never continues onto records that disagree with its state. ``retention.csv`` is rewritten."""
+    for name, count in record_counts(state):
+        path, want = run_dir / name, records[name]
+        if record_lines(path, count) != want:
+            warn(f"{path} did not hold the {count} records of the checkpoint (lost or changed since it was "
+                 "written); restored them from the checkpoint")
+        if want or path.exists():
+            rundir.atomic_write(path, want)
     rundir.write_retention(run_dir / rundir.RETENTION, games, state.retention)
