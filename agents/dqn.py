@@ -209,6 +209,10 @@ class ContinualDQN(DQN):
                 blob = th.load(io.BytesIO(archive.read(METHOD_FILE)), map_location="cpu", weights_only=False)
         except zipfile.BadZipFile as e:
             raise ValueError(f"{path} is not a ContinualDQN save: {e}") from e
+        if "method" in kwargs:  # the method and its state are part of the save
+            raise ValueError(f"ContinualDQN.load takes no method=: {path} holds its own ({blob['name']!r}, with its "
+                             "parameters and state); to go on with another method, build a new ContinualDQN with it "
+                             "and load the weights into its policy")
         try:
             method = build_method(blob["name"], blob["params"])
         except ValueError as e:
@@ -257,7 +261,18 @@ class ContinualDQN(DQN):
 
     def end_task(self) -> None:
         """Call at the end of a task block, while that block's replay buffer is still in place."""
+        self._require_task("end_task")
         self.method.after_task(self.hook_context(), self.current_task)
+
+    def _require_task(self, what: str) -> None:
+        if self.current_task is None:
+            raise RuntimeError(f"ContinualDQN.{what}() before set_task(): call agent.set_task(TaskInfo(task_id, game)) "
+                               "first, at the start of each task block")
+
+    def learn(self, *args: Any, **kwargs: Any) -> "ContinualDQN":  # type: ignore[override]
+        """SB3's ``learn`` on the current task (set with :meth:`set_task` first)."""
+        self._require_task("learn")
+        return super().learn(*args, **kwargs)
 
     def hook_context(self, batch: ReplayBufferSamples | None = None) -> HookContext:
         """What the method's hooks see now: the online network, the current task and its steps, the device, the

@@ -45,6 +45,15 @@ class TaskInfo:
     first_visit: bool = True
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        """Refuse what no sequence has: a task id, block or cycle that is not a non-negative integer."""
+        for name in ("task_id", "block", "cycle", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"TaskInfo.{name} must be a non-negative integer, got {value!r}")
+        if not isinstance(self.game, str):
+            raise ValueError(f"TaskInfo.game must be a game name, got {self.game!r}")
+
 
 def seed_of(*keys: int) -> int:
     """A 63-bit seed mixed from ``keys`` (e.g. run seed, block, stream), for a generator of its own."""

@@ -9,6 +9,7 @@ import argparse
 import os
 import re
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -155,7 +156,21 @@ def format_retention(games: list[str], rows: list[list[float]], trained: list[st
     return "\n".join(lines)
 
 
+def quiet_disk_full_in_threads() -> None:
+    """A full disk fails TensorBoard's writer thread too; the main thread's next write raises the same error and
+    reports it in one line, so the thread's own traceback is not printed."""
+    previous = threading.excepthook
+
+    def hook(args: Any) -> None:
+        if isinstance(args.exc_value, OSError) and args.exc_value.errno in rundir.DISK_FULL:
+            return
+        previous(args)
+
+    threading.excepthook = hook
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    quiet_disk_full_in_threads()
     cfg = resolve_train_config(args)
     check_device(cfg.device)
     if args.dry_run and args.preset:

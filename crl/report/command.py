@@ -19,7 +19,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from crl.report.compute import build_summary, group_runs
+from crl.report.compute import Group, build_summary, group_runs
 from crl.report.records import load_inputs
 from crl.report.render import figures, markdown, png_bytes, summary_csv
 from crl.run import rundir
@@ -33,6 +33,21 @@ def default_out_dir(run_dirs: list[Path]) -> Path:
     if parent == Path(parent.anchor):
         parent = Path.cwd()
     return parent / f"report-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def duplicate_seeds(groups: list[Group]) -> list[str]:
+    """One error per seed that appears twice in a group: two runs of one configuration and seed are copies of one
+    run (training is deterministic), not independent seeds, and would give a zero-width interval."""
+    errors = []
+    for group in groups:
+        by_seed: dict[str, list[str]] = {}
+        for run in group.runs:
+            by_seed.setdefault(str(run.seed), []).append(str(run.path))
+        for seed, paths in by_seed.items():
+            if len(paths) > 1:
+                errors.append(f"{' and '.join(paths)} are group {group.label!r} with the same seed {seed}: copies of "
+                              "one run, not independent seeds; report one of them")
+    return errors
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,12 +66,13 @@ def main(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else default_out_dir([Path(d) for d in args.run_dirs])
     if out.exists() and not out.is_dir():
         errors.append(f"--out {out} exists and is not a directory")
+    groups = group_runs(runs)
+    errors += duplicate_seeds(groups)
     if errors:
         for line in errors:
             print(f"crl report: error: {line}", file=sys.stderr)
         return 2
 
-    groups = group_runs(runs)
     for group in groups:
         print(f"group {group.label!r}: " + ", ".join(f"{r.path} (seed {r.seed}, {r.status()})" for r in group.runs))
     summary = build_summary(groups, references)

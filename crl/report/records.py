@@ -5,6 +5,7 @@ See docs/report.md for the run-directory contract.
 
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,11 +77,74 @@ class Run:
         return status
 
 
+def read_text(path: Path) -> str:
+    """A record file's text; one that is not UTF-8 (binary garbage) is bad input naming it."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise BadInput(f"{path} is not text (byte {err.start} is not UTF-8): not a record crl wrote") from err
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# what every record of a JSON-lines file must hold: key -> (check, what it must be); None values allowed where
+# a run writes them (a score without a reference is null)
+EVAL_FIELDS = {"step": (_is_int, "an integer"), "block": (_is_int, "an integer"), "game": (lambda v: isinstance(v, str), "a game name"),
+               "mean_return": (lambda v: v is None or _is_number(v), "a number")}
+BLOCK_FIELDS = {"block": (lambda v: _is_int(v) and v >= 0, "a block index"), "game": (lambda v: isinstance(v, str), "a game name"),
+                "start_step": (_is_int, "an integer"), "end_step": (_is_int, "an integer")}
+
+
+def read_records(path: Path, fields: dict[str, tuple[Any, str]]) -> list[dict[str, Any]]:
+    """Every complete record of a JSON-lines file, each checked to hold ``fields``: a record that does not is bad
+    input naming the file, the line and what is wrong. A torn last line (a crash mid-write) is skipped."""
+    if not path.is_file():
+        return []
+    lines = read_text(path).splitlines()
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            if number == len(lines):  # torn by a crash: the run rewrites it
+                continue
+            raise BadInput(f"{path}, line {number}: not JSON ({err.msg})") from err
+        if not isinstance(record, dict):
+            raise BadInput(f"{path}, line {number}: a record must be a JSON object, got {line.strip()[:40]}")
+        for key, (ok, what) in fields.items():
+            if key not in record:
+                raise BadInput(f"{path}, line {number}: no {key!r}")
+            if not ok(record[key]):
+                raise BadInput(f"{path}, line {number}: {key!r} must be {what}, got {record[key]!r}")
+        records.append(record)
+    return records
+
+
 def read_retention(path: Path, games: list[str]) -> np.ndarray:
-    """The rows of retention.csv as a (finished blocks, games) array in the column order of ``games``."""
+    """The rows of retention.csv as a (finished blocks, games) array in the column order of ``games``; a row that is
+    short, long or not numbers is bad input naming the line."""
     if not path.is_file():
         return np.zeros((0, len(games)))
-    header, rows = rundir.read_retention(path)
+    rows = list(csv.reader(read_text(path).splitlines()))
+    if not rows:
+        return np.zeros((0, len(games)))
+    header = rows[0][1:]
+    for number, row in enumerate(rows[1:], 2):
+        if len(row) != len(rows[0]):
+            raise BadInput(f"{path}, line {number}: {len(row)} cells, the header has {len(rows[0])}")
+        try:
+            [float(v) for v in row[1:]]
+        except ValueError as err:
+            raise BadInput(f"{path}, line {number}: {err}") from err
+    rows = [[float(v) for v in row[1:]] for row in rows[1:]]
     if sorted(header) != sorted(games):
         raise BadInput(f"{path}: columns {','.join(header)} do not match the config's games {','.join(games)}")
     order = [header.index(g) for g in games]
@@ -107,7 +171,7 @@ def load_run(path: str | Path) -> Run:
     if not config_path.is_file():
         raise BadInput(f"{path} is not a run directory (no config.yaml)")
     try:
-        config = yaml.safe_load(config_path.read_text())
+        config = yaml.safe_load(read_text(config_path))
     except yaml.YAMLError as err:
         raise BadInput(f"{config_path} is not valid YAML ({err.__class__.__name__})") from err
     if not isinstance(config, dict):
@@ -121,30 +185,49 @@ def load_run(path: str | Path) -> Run:
         normalization_of(config["games"])
     except ValueError as err:
         raise BadInput(f"{config_path}: {err}") from err
-    evals = rundir.read_jsonl(path / rundir.EVALS)
+    evals = read_records(path / rundir.EVALS, EVAL_FIELDS)
     if not evals:
         raise BadInput(f"{path} has no evaluations yet (evals.jsonl is missing or empty)")
     finished = _finished_metrics(path / rundir.METRICS)
     retention = read_retention(path / rundir.RETENTION, list(config["games"]))
     if finished is not None:  # full precision (retention.csv holds 6 significant digits)
-        retention = np.array(finished["retention_matrix"], dtype=float).reshape(-1, len(config["games"]))
+        retention = _retention_matrix(path / rundir.METRICS, finished["retention_matrix"], len(config["games"]))
+    blocks = read_records(path / rundir.BLOCKS, BLOCK_FIELDS)
+    for number, block in enumerate(blocks, 1):
+        if block["game"] not in config["games"]:
+            raise BadInput(f"{path / rundir.BLOCKS}, line {number}: game {block['game']!r} is not one of the "
+                           f"config's games {','.join(config['games'])}")
     return Run(
         path=path,
         config=config,
         evals=sorted(evals, key=lambda r: r["step"]),
         retention=retention,
-        blocks=planned_blocks(config, rundir.read_jsonl(path / rundir.BLOCKS)),
+        blocks=planned_blocks(config, blocks),
         has_metrics_file=finished is not None,
-        refills=sum(bool(resume["replay_refilled"]) for resume in rundir.read_jsonl(path / rundir.RESUMES)),
-        plasticity=sorted(rundir.read_jsonl(path / rundir.PLASTICITY), key=lambda r: r["step"]),
+        refills=sum(resume["replay_refilled"] for resume in read_records(
+            path / rundir.RESUMES, {"replay_refilled": (lambda v: isinstance(v, bool), "true or false")})),
+        plasticity=sorted(read_records(path / rundir.PLASTICITY, {"step": (_is_int, "an integer")}),
+                          key=lambda r: r["step"]),
     )
+
+
+def _retention_matrix(path: Path, matrix: Any, n_games: int) -> np.ndarray:
+    """metrics.json's retention matrix as a (blocks, games) array; another shape or non-numbers are bad input."""
+    try:
+        array = np.array(matrix, dtype=float)
+    except (TypeError, ValueError) as err:
+        raise BadInput(f"{path}: retention_matrix is not a matrix of numbers ({err})") from err
+    if array.ndim != 2 or array.shape[1] != n_games:
+        raise BadInput(f"{path}: retention_matrix has shape {list(array.shape)}, expected [blocks, {n_games}] "
+                       "(one column per game)")
+    return array
 
 
 def _finished_metrics(path: Path) -> dict[str, Any] | None:
     """metrics.json of a finished run; None while it is missing (run going or stopped early) or unreadable."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         return None
     return data if isinstance(data, dict) and "retention_matrix" in data else None
 

@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import functools
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -302,7 +303,11 @@ def resolve(overrides: dict[str, Any]) -> Any:
             OmegaConf.update(cfg, key, prepared, merge=False)
         except OmegaConfBaseException as e:
             raise ConfigError(f"{key}: expected {field_type(specs[key])}, got {value!r}") from e
-    typed = OmegaConf.to_object(cfg)
+    try:
+        typed = OmegaConf.to_object(cfg)  # resolves interpolations: ${nope.x}, ${oc.env:HOME}, ...
+    except OmegaConfBaseException as e:
+        where = f"{e.full_key}: " if getattr(e, "full_key", None) else ""
+        raise ConfigError(f"{where}{str(e).splitlines()[0]}") from e
     validate(typed)
     return typed
 
@@ -344,6 +349,32 @@ def validate(cfg: Any) -> None:
         make_method(cfg.method, method_params(cfg)).q_network_spec(dataclasses.asdict(cfg.network))
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{section_name(cfg.method)}: {e}") from e
+    validate_for_family(cfg)
+
+
+def validate_for_family(cfg: Any) -> None:
+    """What the games' family decides, checked before anything is written: the torso's number of convolutions,
+    task inference's frames, and a replay buffer that cannot fit in this machine's memory."""
+    from agents.networks.base import TORSOS
+    from envs import game_family
+
+    family = game_family(cfg.games[0])
+    torso = TORSOS["minatar" if family == "minatar" else "nature"]
+    if cfg.network.conv_channels is not None:
+        try:
+            torso.layers(cfg.network.conv_channels)
+        except ValueError as e:
+            raise ConfigError(f"network.conv_channels: {e} ({family} games)") from e
+    if family == "minatar" and cfg.task_id == "fmn":
+        raise ConfigError("task_id fmn: the Forget-Me-Not process models Atari's 84x84 frames (fmn.frame_shape), "
+                          "not MinAtar's 10x10 grids of channels; use --task-id oracle")
+    # a lower bound: one stored frame per transition (MinAtar: one 10x10 channel), whatever the replay's layout
+    per_transition = 10 * 10 if family == "minatar" else 84 * 84
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if cfg.agent.buffer_size * per_transition > memory:
+        raise ConfigError(f"agent.buffer_size {cfg.agent.buffer_size} cannot fit: its replay needs at least "
+                          f"{cfg.agent.buffer_size * per_transition / 2**30:.1f} GiB ({per_transition} bytes per "
+                          f"transition), this machine has {memory / 2**30:.1f} GiB")
 
 
 def method_params(cfg: Any) -> Any:
@@ -375,18 +406,50 @@ def parse_set(items: list[str]) -> dict[str, str]:
     return out
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader that refuses a key given twice in one mapping (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+            except TypeError:  # an unhashable key: the base class says so
+                break
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice (line {key_node.start_mark.line + 1})", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: str | Any, what: str = "config file") -> Any:
+    """The YAML document in ``path`` (``what`` names it in errors). Unreadable, not UTF-8 text, not valid YAML, a key
+    given twice in one mapping or nesting too deep for Python is a one-line :class:`ConfigError` naming the file."""
+    try:
+        with open(path, "rb") as f:
+            return yaml.load(f.read().decode("utf-8"), Loader=UniqueKeyLoader)
+    except OSError as e:
+        raise ConfigError(f"cannot read {what} {path}: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{what} {path} is not UTF-8 text (byte {e.start} is 0x{e.object[e.start]:02x}); is it "
+                          "a YAML file?") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{what} {path} is not valid YAML: {str(e).splitlines()[0]}") from e
+    except RecursionError as e:
+        raise ConfigError(f"{what} {path} is nested too deeply") from e
+
+
 def load_yaml(path: str) -> dict[str, Any]:
     """Read a YAML config file as flat dotted keys."""
-    try:
-        with open(path) as f:
-            data = yaml.safe_load(f) or {}
-    except OSError as e:
-        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from e
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from e
+    data = read_yaml(path) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of keys to values")
-    return flatten(data)
+    try:
+        return flatten(data)
+    except RecursionError as e:
+        raise ConfigError(f"config file {path} is nested too deeply") from e
 
 
 def dump(cfg: Any) -> str:

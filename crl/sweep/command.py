@@ -6,6 +6,8 @@ import argparse
 import dataclasses
 import fcntl
 import os
+import re
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from crl.sweep import spec as spec_mod
 from crl.sweep import state as state_mod
 from crl.sweep.spec import SpecError, Sweep
 
+RAY_CONNECT_TIMEOUT = 10.0  # seconds to reach --ray HOST:PORT before it is an error
 RAY_MISSING = 'crl sweep --ray needs Ray, an optional extra: pip install -e ".[ray]"'
 
 
@@ -41,12 +44,28 @@ def run_command(args: argparse.Namespace) -> int:
             import ray  # noqa: F401
         except ImportError:
             raise SpecError(RAY_MISSING) from None
+        check_ray_address(args.ray)
     out = out.resolve()
     lock, state = prepare(out, sweep, Path(args.spec))
     try:
         return run(out, sweep, state, args.workers, args.ray)
     finally:
         lock.close()
+
+
+def check_ray_address(address: str, timeout: float = RAY_CONNECT_TIMEOUT) -> None:
+    """A ``HOST:PORT`` (or ``ray://HOST:PORT``) that nothing answers on is one line, within ``timeout`` seconds:
+    Ray itself retries an unreachable address for minutes."""
+    address = address or os.environ.get("RAY_ADDRESS", "")
+    match = re.fullmatch(r"(?:ray://)?\[?([^\[\]]+?)\]?:(\d+)", address.strip())
+    if match is None:  # "" (a local cluster or RAY_ADDRESS), "auto": Ray finds the cluster itself
+        return
+    host, port = match.group(1), int(match.group(2))
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as e:
+        raise SpecError(f"--ray {address}: cannot reach a Ray cluster there ({e.strerror or e}); is `ray start "
+                        "--head` running on that host and port?") from None
 
 
 def prepare(out: Path, sweep: Sweep, spec_path: Path) -> tuple[Any, dict[str, Any]]:
@@ -175,6 +194,10 @@ def report(out: Path, state: dict[str, Any] | None = None) -> int:
         if state is None:
             raise SpecError(f"{out} is not a sweep directory (no {state_mod.STATE})")
     finished = [(n, e["kind"]) for n, e in state["runs"].items() if state_mod.finished(out, n)]
+    missing = [n for n in state["runs"] if not state_mod.finished(out, n)]
+    if missing:
+        print(f"crl sweep: the report leaves out {len(missing)} of {len(state['runs'])} runs, not finished (no "
+              f"metrics.json): {', '.join(missing)}", file=sys.stderr)
     sequences: dict[tuple[Any, ...], list[Path]] = {}
     references: list[tuple[str, Path]] = []
     for name, kind in finished:

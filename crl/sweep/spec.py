@@ -21,13 +21,13 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from crl.run import config as config_mod
 from crl.methods import METHODS, section_name, unknown_components
@@ -73,11 +73,9 @@ class Sweep:
 def load(path: str | os.PathLike) -> dict[str, Any]:
     """The spec file as a mapping; unreadable, invalid or non-mapping YAML is a :class:`SpecError`."""
     try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as e:
-        raise SpecError(f"cannot read sweep spec {path}: {e.strerror}") from e
-    except yaml.YAMLError as e:
-        raise SpecError(f"sweep spec {path} is not valid YAML: {' '.join(str(e).split())}") from e
+        data = config_mod.read_yaml(path, "sweep spec")
+    except config_mod.ConfigError as e:
+        raise SpecError(str(e)) from e
     if not isinstance(data, dict):
         raise SpecError(f"sweep spec {path} must be a mapping with keys {', '.join(TOP_KEYS)}")
     return data
@@ -116,11 +114,13 @@ def expand(spec: dict[str, Any], source: str = "spec") -> Sweep:
     for method in methods:
         if unknown_components(method):
             where = "axes.method" if "method" in axes else "base.method"
-            raise fail(f"{where}: unknown method {method!r}; known methods: {', '.join(sorted(METHODS))}")
+            raise fail(f"{where}: unknown method {unknown_components(method)[0]!r}; known methods: "
+                       f"{', '.join(sorted(METHODS))}")
     method_axes: dict[str, dict[str, list[Any]]] = {}
     for method, sub in method_axes_raw.items():
         if unknown_components(method):
-            raise fail(f"method_axes: unknown method {method!r}; known methods: {', '.join(sorted(METHODS))}")
+            raise fail(f"method_axes: unknown method {unknown_components(method)[0]!r}; known methods: "
+                       f"{', '.join(sorted(METHODS))}")
         if method not in methods:
             raise fail(f"method_axes.{method}: {method} is not among the sweep's methods ({', '.join(methods)})")
         method_axes[method] = _axes(sub, f"method_axes.{method}", valid, fail)
@@ -205,7 +205,8 @@ def _resources(value: Any, fail: Any) -> tuple[float | None, float | None]:
     out = []
     for key, minimum in (("cpus", 0.0), ("gpus", 0.0)):
         v = value.get(key)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < minimum or (key == "cpus" and v == 0)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                              or v < minimum or (key == "cpus" and v == 0)):
             raise fail(f"resources.{key} must be a {'positive' if key == 'cpus' else 'non-negative'} number, got {v!r}")
         out.append(None if v is None else float(v))
     return out[0], out[1]

@@ -55,7 +55,11 @@ def load(out: Path) -> dict[str, Any] | None:
     path = out / STATE
     if not path.is_file():
         return None
-    return json.loads(path.read_text())
+    state = json.loads(path.read_bytes().decode("utf-8"))  # ValueError if it is not (UTF-8) JSON
+    if not isinstance(state, dict) or not isinstance(state.get("runs"), dict) or not all(
+            isinstance(e, dict) and isinstance(e.get("attempts"), list) and "kind" in e for e in state["runs"].values()):
+        raise ValueError("not a sweep state: it must map 'runs' to one object per run with its kind and attempts")
+    return state
 
 
 def save(out: Path, state: dict[str, Any]) -> None:
