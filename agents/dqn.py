@@ -225,6 +225,8 @@ class ContinualDQN(DQN):
     # --- task switching --------------------------------------------------------------------------------
     def set_task(self, task: TaskInfo) -> None:
         """Switch to ``task`` at the start of a task block."""
+        if not isinstance(task, TaskInfo):
+            raise TypeError(f"set_task takes a TaskInfo(task_id, game), got {task!r}")
         self.current_task = task
         while len(self.task_steps) <= task.task_id:
             self.task_steps.append(0)
@@ -263,6 +265,13 @@ class ContinualDQN(DQN):
         """Call at the end of a task block, while that block's replay buffer is still in place."""
         self._require_task("end_task")
         self.method.after_task(self.hook_context(), self.current_task)
+
+    def set_env(self, env: Any, force_reset: bool = True) -> None:
+        """SB3's ``set_env``, with a ValueError (SB3 asserts) when ``env`` has another number of environments."""
+        if env.num_envs != self.n_envs:
+            raise ValueError(f"set_env: the agent was built for {self.n_envs} environments, got {env.num_envs}; a "
+                             "continual agent keeps its number of environments (and its game family) for the sequence")
+        super().set_env(env, force_reset=force_reset)
 
     def _require_task(self, what: str) -> None:
         if self.current_task is None:

@@ -6,6 +6,7 @@ stable-baselines3's VecEnv semantics with raw episode scores in ``info["episode"
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
@@ -26,6 +27,8 @@ from envs.minatar import MinAtarVecEnv, make_minatar_vec_env
 
 def make_vec_env(game: str, n_envs: int = 1, seed: int = 0, **options: Any) -> VecEnv:
     """A ready-to-train VecEnv for ``game`` of either family; ``options`` are that family's (see its VecEnv)."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= 2**31 - 1:
+        raise ValueError(f"seed must be an integer in [0, 2147483647] (ALE's seeds are C ints), got {seed!r}")
     if game_family(game) == "minatar":
         return make_minatar_vec_env(game, n_envs=n_envs, seed=seed, **options)
     return make_atari_vec_env(game, n_envs=n_envs, seed=seed, **options)

@@ -237,3 +237,30 @@ def test_a_full_disk_in_tensorboards_writer_thread_prints_no_traceback(capsys, m
     thread.start()
     thread.join()
     assert capsys.readouterr().err == ""
+
+
+def test_more_python_api_misuse_is_a_clear_error(tmp_path, capsys) -> None:
+    """Found by the probe beyond the issue's list: set_task without a TaskInfo, a negative env seed, set_env with
+    another number of environments, a sweep --out that cannot be created."""
+    env = make_vec_env("minatar/breakout", n_envs=2, seed=0)
+    agent = ContinualDQN(env, buffer_size=100, learning_starts=10)
+    for bad in ("breakout", None):
+        with pytest.raises(TypeError, match="set_task takes a TaskInfo"):
+            agent.set_task(bad)
+    with pytest.raises(ValueError, match="seed must be an integer in"):
+        make_vec_env("minatar/breakout", n_envs=1, seed=-1)
+    with pytest.raises(ValueError, match="built for 2 environments, got 1"):
+        agent.set_env(make_vec_env("minatar/breakout", n_envs=1, seed=0))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC)
+    assert main(["sweep", str(spec), "--out", "/proc/x/out"]) == 2
+    assert "cannot create --out /proc/x/out" in capsys.readouterr().err
+
+
+def test_plasticity_figure_of_a_run_without_measures_yet_draws() -> None:
+    """A tiny run's plasticity.jsonl may hold no value of the first panel's measure: no legend entries, no error
+    (matplotlib refuses ncol=0; every `crl report` and `crl sweep` of a short run failed on it)."""
+    from crl.analysis import plots
+
+    record = {"step": 100, "block": 0, "network": {}, "games": {}}
+    plots.plasticity_curves({"finetune": [[record]]}, [])

@@ -125,8 +125,9 @@ def plasticity_curves(records_by_label: Mapping[str, Sequence[Sequence[Record]]]
         ax.grid(alpha=0.3)
     for ax in axes[-2:]:
         ax.set_xlabel("environment steps")
-    handles, _ = axes[0].get_legend_handles_labels()
-    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4), fontsize=9, frameon=False)
+    handles, _ = axes[0].get_legend_handles_labels()  # none when the first measure has no value yet
+    fig.legend(handles=handles, loc="outside lower center", ncol=max(1, min(len(handles), 4)), fontsize=9,
+               frameon=False)
     fig.suptitle("Plasticity on each game's fixed probe batch (mean over seeds, 95% bootstrap band)")
     return fig
 

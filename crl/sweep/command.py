@@ -92,7 +92,10 @@ def prepare(out: Path, sweep: Sweep, spec_path: Path) -> tuple[Any, dict[str, An
         old["fingerprint"], old["spec"] = sweep.fingerprint, str(spec_path)
         old["runs"].update({r.name: {"kind": r.kind, "overrides": r.overrides, "status": "pending", "attempts": []}
                             for r in added})
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SpecError(f"cannot create --out {out}: {e.strerror or e}") from e
     lock = open(out / "sweep.lock", "a")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
