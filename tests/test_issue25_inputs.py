@@ -139,6 +139,7 @@ SPEC = ("base:\n  games: [minatar/breakout, minatar/space_invaders]\n  steps_per
 
 @pytest.mark.parametrize("text, message", [
     (SPEC + "resources: {cpus: .nan}\n", "resources.cpus must be a positive number, got nan"),
+    (SPEC + "resources: {gpus: .inf}\n", "resources.gpus must be a non-negative number, got inf"),
     (SPEC + "axes:\n  seed: [2]\n", "key 'axes' is given twice"),
     (None, "is not UTF-8 text"),
 ])
