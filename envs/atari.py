@@ -18,13 +18,16 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 from envs.games import resolve_game
 from envs.whole_vec_env import WholeVecEnv
 
+NO_FRAME_CAP = 2**30  # frames; ALE's cap is a C int it increments once past, so not INT_MAX
+
 
 class AtariVecEnv(WholeVecEnv):
     """SB3 ``VecEnv`` over ``AtariVectorEnv`` with SB3's auto-reset semantics.
 
     On an episode end, ``step`` returns the first observation of the next episode, with the last one in
     ``info["terminal_observation"]``, ``info["TimeLimit.truncated"]`` for time limits, and SB3 Monitor's
-    ``info["episode"] = {"r": raw return, "l": length in agent steps}``.
+    ``info["episode"] = {"r": raw return, "l": length in agent steps}``. ``max_episode_steps``: agent steps per
+    episode at most (None: the standard 27,000, i.e. 108,000 frames; 0: no cap).
     """
 
     def __init__(
@@ -43,7 +46,13 @@ class AtariVecEnv(WholeVecEnv):
         fire_reset: bool = True,
     ) -> None:
         self.game = resolve_game(game)
-        max_frames = 108_000 if max_episode_steps is None else max_episode_steps * frame_skip
+        # ALE counts the cap in emulator frames and ends an episode at any cap it is given, 0 included (after one step)
+        if max_episode_steps is None:
+            max_frames = 108_000  # the standard cap: 27,000 agent steps of 4 frames
+        elif max_episode_steps == 0:
+            max_frames = NO_FRAME_CAP  # 0: no cap, as the config's env.max_episode_steps documents
+        else:
+            max_frames = max_episode_steps * frame_skip
         self.ale_env = AtariVectorEnv(
             self.game,
             n_envs,
