@@ -103,3 +103,16 @@ def test_a_diverged_network_writes_no_results(tmp_path) -> None:
     errors = [line for line in proc.stderr.splitlines() if line.startswith("crl:")]
     assert len(errors) == 1 and "training diverged" in errors[0] and "not finite" in errors[0], errors
     assert not (run_dir / "metrics.json").exists() and not (run_dir / "model.zip").exists()
+
+
+def test_resume_without_tensorboard_events_is_refused_unless_forced(reference, tmp_path) -> None:
+    """A resume must not continue silently onto a TensorBoard history that lost everything before the checkpoint."""
+    run_dir = copy_of(reference, tmp_path)
+    killed_after(run_dir, 480)
+    shutil.rmtree(run_dir / "tb")
+    proc = run_crl("train", "--resume", str(run_dir), check=False)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("crl:")]
+    assert proc.returncode == 2 and len(errors) == 1 and "holds no TensorBoard events" in errors[0], errors
+    assert not (run_dir / "metrics.json").exists()
+    run_crl("train", "--resume", str(run_dir), "--force")
+    assert (run_dir / "metrics.json").read_bytes() == (reference / "metrics.json").read_bytes()

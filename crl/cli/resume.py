@@ -67,6 +67,10 @@ def continue_run(trainer: ContinualTrainer, force: bool, warn: Callable[[str], N
                 and (run_dir / rundir.MODEL).exists()):
             return Continuation(None, f"{run_dir} is finished ({len(trainer.blocks)} blocks); nothing to do "
                                       f"(to train more: crl train --resume {run_dir} --cycles N)", finished=True)
+        if not any((run_dir / rundir.TB).glob("events.out.tfevents.*")) and not force:
+            raise UsageError(f"{run_dir / rundir.TB} holds no TensorBoard events (deleted?): the resumed run's "
+                             f"TensorBoard would lack steps 0-{point.step}; put them back, or add --force to go on "
+                             "without them")
         replay_restored = trainer.restore(point, warn)
         step = point.step
         refilled = bool(trainer.state.block_done) and not replay_restored
