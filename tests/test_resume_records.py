@@ -116,3 +116,13 @@ def test_resume_without_tensorboard_events_is_refused_unless_forced(reference, t
     assert not (run_dir / "metrics.json").exists()
     run_crl("train", "--resume", str(run_dir), "--force")
     assert (run_dir / "metrics.json").read_bytes() == (reference / "metrics.json").read_bytes()
+
+
+def test_a_run_whose_checkpoints_directory_was_deleted_restarts_from_step_0(reference, tmp_path) -> None:
+    run_dir = copy_of(reference, tmp_path)
+    killed_after(run_dir, 480)
+    shutil.rmtree(run_dir / "checkpoints")
+    proc = run_crl("train", "--resume", str(run_dir))
+    notes = [line for line in proc.stderr.splitlines() if line.startswith("crl:")]
+    assert len(notes) == 1 and "checkpoints is missing; restarted from step 0" in notes[0], notes
+    assert_same_as(run_dir, reference)

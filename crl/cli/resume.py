@@ -48,8 +48,10 @@ def continue_run(trainer: ContinualTrainer, force: bool, warn: Callable[[str], N
     unusable = ckpt.discard_unusable(trainer.checkpoints)  # incomplete or corrupt points, orphans: never used
     good = ckpt.resume_points(trainer.checkpoints)
     if not good:
-        rundir.clear_records(run_dir)
         note = "restarted from the beginning: the run stopped before its first checkpoint"
+        if not trainer.checkpoints.is_dir():
+            note = f"{trainer.checkpoints} is missing; restarted from step 0, keeping nothing from before"
+        rundir.clear_records(run_dir)
         if unusable:
             why = "; ".join(f"{p.zip_path.name}: {problem}" for p, problem in unusable)
             note = (f"no usable checkpoint in {trainer.checkpoints} ({why}); restarted from step 0, keeping "
@@ -107,7 +109,7 @@ def resume_config(run_dir: Path, overrides: dict[str, Any], force: bool) -> RunC
     if run_dir.is_file():
         raise UsageError(f"{run_dir} is a file, not a run directory; nothing to resume")
     config_file = run_dir / rundir.CONFIG
-    if not config_file.is_file() or not (run_dir / rundir.CHECKPOINTS).is_dir():
+    if not config_file.is_file() or not ((run_dir / rundir.CHECKPOINTS).is_dir() or (run_dir / rundir.RUN).is_file()):
         raise UsageError(f"{run_dir} is not a run directory (no config.yaml and checkpoints/); nothing to resume")
     if not config_file.read_bytes().strip():
         raise UsageError(f"{config_file} is empty; nothing to resume")
