@@ -265,3 +265,20 @@ def test_plasticity_figure_of_a_run_without_measures_yet_draws() -> None:
 
     record = {"step": 100, "block": 0, "network": {}, "games": {}}
     plots.plasticity_curves({"finetune": [[record]]}, [])
+
+
+def test_a_ray_address_ray_cannot_use_is_one_line(tmp_path, capsys, monkeypatch) -> None:
+    """What Ray itself refuses (an address it cannot parse, a cluster it cannot join) is one line, not its traceback."""
+    from crl.sweep import execute
+
+    def refuse(address: str) -> None:
+        raise ConnectionError(f"Failed to connect to Ray cluster at {address}")
+
+    monkeypatch.setattr(execute, "RayBackend", refuse)
+    monkeypatch.setattr(sweep_command, "check_ray_address", lambda address: None, raising=False)  # it answers
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC)
+    assert main(["sweep", str(spec), "--ray", "10.255.255.1:6379", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == ("crl: error: --ray 10.255.255.1:6379: cannot connect to a Ray cluster there: Failed to connect "
+                       "to Ray cluster at 10.255.255.1:6379"), err

@@ -154,7 +154,11 @@ def run(out: Path, sweep: Sweep, state: dict[str, Any], workers: int | None, ray
     cpus = max((j["cpus"] for j in jobs), default=1.0)
     gpus = max((j["gpus"] for j in jobs), default=0.0)
     if ray_address is not None:
-        backend: Any = execute.RayBackend(ray_address)
+        try:
+            backend: Any = execute.RayBackend(ray_address)
+        except (ConnectionError, ValueError, RuntimeError, TimeoutError) as e:  # Ray's own: one line
+            raise SpecError(f"--ray {ray_address}: cannot connect to a Ray cluster there: "
+                            f"{' '.join(str(e).split())[:200]}") from None
         workers = workers or backend.capacity(cpus, gpus)
         where = "on the Ray cluster"
     else:
