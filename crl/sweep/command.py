@@ -9,6 +9,7 @@ import os
 import re
 import socket
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -154,11 +155,19 @@ def run(out: Path, sweep: Sweep, state: dict[str, Any], workers: int | None, ray
     cpus = max((j["cpus"] for j in jobs), default=1.0)
     gpus = max((j["gpus"] for j in jobs), default=0.0)
     if ray_address is not None:
-        try:
-            backend: Any = execute.RayBackend(ray_address)
-        except (ConnectionError, ValueError, RuntimeError, TimeoutError) as e:  # Ray's own: one line
-            raise SpecError(f"--ray {ray_address}: cannot connect to a Ray cluster there: "
-                            f"{' '.join(str(e).split())[:200]}") from None
+        with tempfile.TemporaryFile() as said:  # Ray's C++ client logs each failed retry on stderr itself
+            saved = os.dup(2)
+            os.dup2(said.fileno(), 2)
+            try:
+                backend: Any = execute.RayBackend(ray_address)
+            except (ConnectionError, ValueError, RuntimeError, TimeoutError) as e:  # Ray's own: one line
+                raise SpecError(f"--ray {ray_address}: cannot connect to a Ray cluster there: "
+                                f"{' '.join(str(e).split())[:200]}") from None
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+            said.seek(0)
+            sys.stderr.write(said.read().decode(errors="replace"))  # connected: what Ray said, as it said it
         workers = workers or backend.capacity(cpus, gpus)
         where = "on the Ray cluster"
     else:
