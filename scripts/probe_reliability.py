@@ -415,7 +415,11 @@ def either_a(codes=(2,)):
         if p.rc == 0:
             why = check_finished_run(os.path.join(d, "run"))
             return ("silent-wrong", why) if why else ("held", "accepted; records finite")
-        return check_refusal(p, os.path.join(d, "run") if 2 in codes else None, codes=codes, one_line=True)
+        # exit 2 (bad input) writes nothing; exit 1 (training stopped: diverged) keeps its last good checkpoint, but
+        # never results written as if it were healthy
+        if p.rc == 1 and any(os.path.exists(os.path.join(d, "run", n)) for n in ("metrics.json", "model.zip")):
+            return "silent-wrong", "exit 1, but metrics.json or model.zip written"
+        return check_refusal(p, os.path.join(d, "run") if p.rc == 2 else None, codes=codes, one_line=True)
     return check
 
 
