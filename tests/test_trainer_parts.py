@@ -4,6 +4,7 @@ resume, and the CLI's list of methods; no games are played."""
 from __future__ import annotations
 
 import argparse
+import io
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -150,3 +151,16 @@ def test_method_help_names_every_registered_method() -> None:
 def test_scripts_import_the_installed_package() -> None:
     patched = [p.name for p in sorted((REPO / "scripts").glob("*.py")) if "sys.path" in p.read_text()]
     assert patched == []
+
+
+def test_a_checkpoint_another_version_wrote_is_one_clear_error(tmp_path) -> None:
+    cfg = config.resolve({"games": "minatar/breakout,minatar/asterix"})
+    point = resume_point.save(tmp_path, ZipAgent(140), RunState(), None, None, cfg)
+    saved = checkpoint.load_trainer_state(point)
+    del saved["records"]
+    blob = io.BytesIO()
+    th.save(saved, blob)
+    with zipfile.ZipFile(point.zip_path, "w") as archive:
+        archive.writestr(checkpoint.TRAINER_STATE, blob.getvalue())
+    with pytest.raises(checkpoint.CheckpointError, match="lacks records: another version of crl wrote it"):
+        resume_point.restore(point, "cpu", None, None)

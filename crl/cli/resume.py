@@ -73,7 +73,10 @@ def continue_run(trainer: ContinualTrainer, force: bool, warn: Callable[[str], N
             raise UsageError(f"{run_dir / rundir.TB} holds no TensorBoard events (deleted?): the resumed run's "
                              f"TensorBoard would lack steps 0-{point.step}; put them back, or add --force to go on "
                              "without them")
-        replay_restored = trainer.restore(point, warn)
+        try:
+            replay_restored = trainer.restore(point, warn)
+        except ckpt.CheckpointError as e:
+            raise UsageError(str(e)) from e
         step = point.step
         refilled = bool(trainer.state.block_done) and not replay_restored
         note = (f"resumed from {point.zip_path.name} at step {point.step} (block {trainer.state.block_index}, "

@@ -50,6 +50,12 @@ def restore(point: ckpt.ResumePoint, device: str, task_identity: ForgetMeNot | N
     Returns (state, agent, whether the replay buffers were restored, the records the point holds).
     """
     saved = ckpt.load_trainer_state(point)
+    needed = [f.name for f in dataclasses.fields(RunState)] + ["rng", "replay_saved", "records", "last_losses"]
+    needed += ["task_identity"] * (task_identity is not None) + ["plasticity"] * (probes is not None)
+    missing = [key for key in needed if key not in saved]
+    if missing:
+        raise ckpt.CheckpointError(f"checkpoint {point.zip_path} lacks {', '.join(missing)}: another version of crl "
+                                   "wrote it; start the run again")
     state = RunState(**{f.name: saved[f.name] for f in dataclasses.fields(RunState)})
     if task_identity is not None:
         task_identity.load_state_dict(saved["task_identity"])
