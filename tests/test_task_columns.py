@@ -114,7 +114,7 @@ def test_run_with_task_ids_0_2_3_finishes_with_the_metrics_of_its_columns(tmp_pa
 
     assert trainer.trained_at == [0, 1, 2] and trainer.task_ids == ids
     retention = np.array(trainer.retention)
-    expected = metrics.summarize(retention, trainer.games, [0, 1, 2])
+    expected = metrics.summarize(retention, trainer.games, [0, 1, 2], trainer.state.retention_cut[-1])
     written = json.loads((tmp_path / rundir.METRICS).read_text())
     for key, value in expected.items():
         assert written[key] == value == summary[key], key
