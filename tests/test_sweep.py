@@ -356,3 +356,22 @@ def test_a_spec_that_only_adds_runs_extends_the_sweep(tmp_path):
     data["base"]["steps_per_game"] = 300
     other = run_crl("sweep", str(write_spec(tmp_path / "other.yaml", data)), "--out", str(out), check=False)
     assert other.returncode == 2 and "holds another sweep" in other.stderr
+
+
+def test_a_sweep_continues_from_exported_records_that_hold_only_its_finished_runs(tmp_path):
+    """scripts/export_records.py keeps the finished runs' state only: rerunning the spec on such a directory plans
+    the others again (it used to fail with a KeyError)."""
+    from crl.sweep import command
+    from crl.sweep import state as state_mod
+
+    spec_path = tmp_path / "s.yaml"
+    spec_path.write_text(yaml.safe_dump({"base": {"games": GAMES}, "axes": {"seed": [0, 1]}}))
+    sweep = spec.expand(spec.load(spec_path), source=str(spec_path))
+    out = tmp_path / "out"
+    lock, state = command.prepare(out, sweep, spec_path)
+    lock.close()
+    del state["runs"]["finetune-s1"]  # what an export of a sweep whose second run had not finished holds
+    state_mod.save(out, state)
+    lock, state = command.prepare(out, sweep, spec_path)
+    lock.close()
+    assert state["runs"]["finetune-s1"]["status"] == "pending" and state["runs"]["finetune-s0"]["status"] == "pending"

@@ -110,6 +110,8 @@ def prepare(out: Path, sweep: Sweep, spec_path: Path) -> tuple[Any, dict[str, An
         rundir.atomic_write(state_mod.config_file(out, run.name), config_mod.dump(cfg))
     state = old or state_mod.new_state(sweep.fingerprint, str(spec_path),
                                        [{"name": r.name, "kind": r.kind, "overrides": r.overrides} for r in sweep.runs])
+    for r in sweep.runs:  # records exported by scripts/export_records.py hold only the finished runs
+        state["runs"].setdefault(r.name, {"kind": r.kind, "overrides": r.overrides, "status": "pending", "attempts": []})
     for name, entry in state["runs"].items():
         if state_mod.finished(out, name):
             entry["status"] = "done"
