@@ -194,6 +194,29 @@ def test_ctrl_c_in_the_first_seconds_is_one_line(tmp_path, delay):
     assert "interrupted" in err or "SIGINT" in err
 
 
+def test_a_ctrl_c_that_an_import_swallowed_still_stops_the_run(tmp_path):
+    """CPython drops a KeyboardInterrupt raised in its import machinery's callbacks; the start-up handler remembers
+    it, and the trainer's own handler stops at the first step with a checkpoint (found by CI: the run went on)."""
+    from crl.run.config import resolve
+    from crl.run.console import StartupInterrupt, TrainingInterrupted
+    from crl.run.loop import ContinualTrainer
+
+    previous = signal.getsignal(signal.SIGINT)
+    startup = StartupInterrupt().install()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            startup(signal.SIGINT, None)  # as if raised, then dropped, inside an import
+        cfg = resolve({"games": GAMES.split(","), "steps_per_game": 300, "eval.every": 0, "eval.episodes": 1,
+                       "eval.max_steps": 20, "device": "cpu"})
+        trainer = ContinualTrainer(cfg, tmp_path / "run")
+        with pytest.raises(TrainingInterrupted) as stopped:
+            trainer.run()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert stopped.value.exit_status == 130 and stopped.value.checkpoint_path.exists()
+    assert trainer.block_index == 0 and trainer.agent.num_timesteps < 300
+
+
 def test_games_lists_only_games_ale_can_load():
     listed = {line.split()[0] for line in run_crl("games").stdout.splitlines() if line.strip()}
     assert "pong" in listed and "minatar/breakout" in listed

@@ -54,6 +54,25 @@ class Progress:
             sys.stderr.write("\n")
 
 
+class StartupInterrupt:
+    """The SIGINT handler while a command starts: raises KeyboardInterrupt, and remembers that it did.
+
+    CPython drops a KeyboardInterrupt raised inside its import machinery's callbacks ("Exception ignored in"), so a
+    Ctrl-C during an import can vanish; whoever takes over SIGINT next (``StopSignals``) asks ``received``.
+    """
+
+    def __init__(self) -> None:
+        self.received = False
+
+    def __call__(self, _signum: int, _frame: Any) -> None:
+        self.received = True
+        raise KeyboardInterrupt
+
+    def install(self) -> "StartupInterrupt":
+        signal.signal(signal.SIGINT, self)
+        return self
+
+
 class StopSignals:
     """SIGINT/SIGTERM ask the trainer to stop after the current step; a second signal exits at once.
 
@@ -76,6 +95,9 @@ class StopSignals:
     def __enter__(self) -> "StopSignals":
         for signum in (signal.SIGINT, signal.SIGTERM):
             self._previous[signum] = signal.signal(signum, self._handle)
+        startup = self._previous[signal.SIGINT]
+        if isinstance(startup, StartupInterrupt) and startup.received and self.signum is None:
+            self._handle(signal.SIGINT, None)  # a Ctrl-C that an import swallowed
         return self
 
     def __exit__(self, *exc: Any) -> None:
