@@ -23,6 +23,7 @@ from envs.games import (
     resolve_game,
 )
 from envs.minatar import MinAtarVecEnv, make_minatar_vec_env
+from envs.mixed_vec_env import MixedVecEnv, make_mixed_vec_env
 
 
 def make_vec_env(game: str, n_envs: int = 1, seed: int = 0, **options: Any) -> VecEnv:
@@ -34,17 +35,25 @@ def make_vec_env(game: str, n_envs: int = 1, seed: int = 0, **options: Any) -> V
     return make_atari_vec_env(game, n_envs=n_envs, seed=seed, **options)
 
 
+def make_joint_vec_env(games: list[str], n_envs: int = 1, seed: int = 0, **options: Any) -> MixedVecEnv:
+    """One VecEnv playing all ``games`` (of one family) at once, ``n_envs`` split evenly over them."""
+    check_one_family(games)
+    return make_mixed_vec_env(make_vec_env, games, n_envs, seed, **options)
+
+
 __all__ = [
     "FAMILIES",
     "MINATAR_GAMES",
     "MINATAR_PREFIX",
     "AtariVecEnv",
     "MinAtarVecEnv",
+    "MixedVecEnv",
     "UnknownGameError",
     "check_one_family",
     "game_family",
     "known_games",
     "make_atari_vec_env",
+    "make_joint_vec_env",
     "make_minatar_vec_env",
     "make_vec_env",
     "resolve_game",
