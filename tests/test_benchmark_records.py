@@ -58,6 +58,28 @@ def test_committed_records_reproduce_the_committed_summary(stage, regenerated):
         assert numbers(json.loads(again.read_text())) == numbers(json.loads(path.read_text())), path
 
 
+def aggregate_rows(report_md: str) -> list[str]:
+    """The table rows of report.md's section "Aggregate over runs x games (rliable)": IQM and probability of
+    improvement."""
+    section = report_md.split("## Aggregate over runs x games (rliable)", 1)[1].split("\n## ", 1)[0]
+    return [line for line in section.splitlines() if line.startswith("| ") and any(c.isdigit() for c in line)]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_committed_records_reproduce_the_committed_aggregate(stage, regenerated):
+    """The rliable aggregate (IQM with its stratified-bootstrap interval, probability of improvement over fine-tuning,
+    performance profiles) is reproduced exactly, in summary.json and in report.md's tables."""
+    committed = RESULTS / stage / "report"
+    new = regenerated[stage]
+    assert (json.loads((new / "summary.json").read_text())["aggregate"]
+            == json.loads((committed / "summary.json").read_text())["aggregate"])
+    rows = aggregate_rows((committed / "report.md").read_text())
+    assert rows == aggregate_rows((new / "report.md").read_text())
+    if stage == "test":  # three seeds per method: the tables are there
+        assert any(row.startswith("| finetune | 3 | 3 | ") for row in rows), rows
+        assert any(row.startswith("| progressive | 0.") for row in rows), rows  # P(progressive > finetune)
+
+
 def test_every_table_row_of_the_results_page_is_regenerated(regenerated):
     generated = "\n".join((regenerated[stage] / "report.md").read_text() for stage in STAGES)
     proc = subprocess.run([sys.executable, "scripts/export_records.py", "--costs", str(RESULTS / "test")],

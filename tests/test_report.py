@@ -215,6 +215,15 @@ def test_report_of_two_methods_writes_every_file(tmp_path, capsys):
     assert pairs >= {("finetune", "total_clipped_hns"), ("ewc", "backward_transfer")}
     text = (out / "report.md").read_text()
     assert "![retention matrix](retention.png)" in text and "partial: 1/2 blocks finished" in text
+    # the aggregate over runs x games: finetune's two complete runs; ewc's one partial run is left out
+    aggregate = summary["aggregate"]
+    assert list(aggregate["groups"]) == ["finetune"] and aggregate["left_out"] == ["ewc"]
+    assert aggregate["poi_skipped"] == "no group besides finetune to compare with it"
+    assert "## Aggregate over runs x games (rliable)" in text and "| finetune | 2 | 2 |" in text
+    assert "Left out (fewer than 2 complete runs): ewc." in text
+    assert ("finetune", "aggregate_final_hns") in pairs
+    for name in ("aggregate_iqm.png", "performance_profile.png"):
+        assert imread(out / name)[..., :3].std() > 0.05, name
 
 
 def test_single_run_defaults_to_its_report_directory(tmp_path):

@@ -1,4 +1,6 @@
-"""Figures of continual-RL runs: evaluation curves over task blocks, retention heatmaps, total clipped score.
+"""Figures of continual-RL runs: evaluation curves over task blocks, retention heatmaps, total clipped score, and the
+aggregates over runs x games that :mod:`crl.analysis.aggregate` computes with rliable (drawn here rather than with
+rliable's plot_utils, which draws through pyplot and seaborn's global state).
 
 Every function returns a matplotlib ``Figure`` drawn on the Agg canvas without pyplot (no display, no global
 state), so the trainer can log it to TensorBoard and ``crl report`` can save it as PNG. Inputs are plain data:
@@ -194,6 +196,51 @@ def total_clipped_curves(records_by_label: Mapping[str, Sequence[Sequence[Record
     ax.set_title(f"Total clipped {norm.label} (mean over seeds, 95% bootstrap band)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.set_ylim(top=1.12 * max(len(games), ax.get_ylim()[1]))  # room for the block labels above the maximum line
+    fig.legend(loc="outside right center", fontsize=8, frameon=False)
+    return fig
+
+
+# --- aggregates over runs x games (rliable's numbers, drawn as its plots draw them) ------------------------------
+
+AGGREGATE_PANELS = (("iqm", "IQM"), ("mean", "mean"), ("optimality_gap", "optimality gap"))
+
+
+def aggregate_intervals(estimates: Mapping[str, Mapping[str, Mapping[str, float]]], score_label: str) -> Figure:
+    """One panel per aggregate (IQM, mean, optimality gap), one row per group: its 95% interval as a bar and its
+    point estimate as a tick, like rliable's ``plot_interval_estimates``. ``estimates[group][aggregate]`` holds
+    ``value``, ``low`` and ``high`` (summary.json's ``aggregate.groups``)."""
+    labels = list(estimates)
+    fig = _figure(4.0 * len(AGGREGATE_PANELS), 0.45 * len(labels) + 1.4)
+    axes = fig.subplots(1, len(AGGREGATE_PANELS), sharey=True, squeeze=False)[0]
+    for ax, (key, title) in zip(axes, AGGREGATE_PANELS):
+        for row, label in enumerate(labels):
+            e = estimates[label][key]
+            ax.barh(row, e["high"] - e["low"], left=e["low"], height=0.6, color=_colour(row), alpha=0.75)
+            ax.vlines(e["value"], row - 0.3, row + 0.3, color="black", linewidth=2)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(score_label, fontsize=8)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(range(len(labels)), labels=labels, fontsize=8)
+    axes[0].invert_yaxis()  # first group on top, as in the report's table
+    fig.suptitle("Aggregates over runs x games (95% stratified-bootstrap intervals, rliable)", fontsize=10)
+    return fig
+
+
+def performance_profiles(taus: Sequence[float], profiles: Mapping[str, Mapping[str, Sequence[float]]],
+                         score_label: str) -> Figure:
+    """Each group's performance profile (fraction of runs x games with a score above tau) against tau, with its 95%
+    band, like rliable's ``plot_performance_profiles``. ``profiles[group]`` holds ``fraction``, ``low`` and ``high``
+    on ``taus`` (summary.json's ``aggregate``)."""
+    fig = _figure(7, 4.2)
+    ax = fig.subplots()
+    for i, (label, p) in enumerate(profiles.items()):
+        ax.plot(taus, p["fraction"], color=_colour(i), linewidth=1.5, label=label)
+        ax.fill_between(taus, p["low"], p["high"], color=_colour(i), alpha=0.15, linewidth=0)
+    ax.set_xlabel(f"{score_label} (tau)")
+    ax.set_ylabel("fraction of runs x games above tau")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.set_title("Performance profiles (95% stratified-bootstrap bands, rliable)", fontsize=10)
     fig.legend(loc="outside right center", fontsize=8, frameon=False)
     return fig
 

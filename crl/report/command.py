@@ -77,7 +77,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"group {group.label!r}: " + ", ".join(f"{r.path} (seed {r.seed}, {r.status()})" for r in group.runs))
     summary = build_summary(groups, references)
     out.mkdir(parents=True, exist_ok=True)
-    for name, fig in figures(groups).items():
+    for name, fig in figures(groups, summary).items():
         rundir.atomic_write(out / name, png_bytes(fig))
     rundir.atomic_write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     rundir.atomic_write(out / "summary.csv", summary_csv(summary))

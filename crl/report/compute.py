@@ -1,6 +1,7 @@
 """What a report computes from records: each run's metrics (:mod:`crl.analysis.metrics` on its retention matrix,
-forward transfer against reference runs), runs grouped by configuration minus the seed, and each group's seed
-statistics (:mod:`crl.analysis.stats`, imported where it aggregates: scipy takes seconds to import).
+forward transfer against reference runs), runs grouped by configuration minus the seed, each group's seed
+statistics (:mod:`crl.analysis.stats`, imported where it aggregates: scipy takes seconds to import), and the final
+normalized score aggregated over runs x games with rliable (:mod:`crl.analysis.aggregate`, imported likewise).
 """
 
 from __future__ import annotations
@@ -286,6 +287,7 @@ def build_summary(groups: list[Group], references: list[Run]) -> dict[str, Any]:
         "confidence": CONFIDENCE,
         "reference_runs": [str(r.path) for r in references],
         "groups": out_groups,
+        "aggregate": aggregate_summary(out_groups, first.games, first.normalization),
     }
 
 
@@ -293,3 +295,68 @@ def mean_retention(runs: list[Run]) -> np.ndarray:
     """Retention matrix averaged over runs, over the blocks every run finished."""
     rows = min(r.blocks_finished for r in runs)
     return np.mean([r.retention[:rows] for r in runs], axis=0).reshape(rows, len(runs[0].games))
+
+
+# --- aggregate over runs x games (rliable) ---------------------------------------------------------------
+
+MIN_RUNS_FOR_AGGREGATE = 2  # a bootstrap over runs needs two of them
+BASELINE_METHOD = "finetune"  # the probability of improvement is each group's over fine-tuning
+
+
+def final_score_matrices(groups: list[dict[str, Any]], games: list[str],
+                         norm: Normalization) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Per summary group with 2+ complete runs, its (runs x games) final normalized scores (each run's
+    ``final_<key>`` metric), over the games that every such run has a score for (a game without reference scores,
+    or whose final evaluation had cut episodes, has none); and those games. Partial runs are left out: their last
+    scores are not final."""
+    runs = {g["label"]: [r["metrics"] for r in g["runs"] if not r["partial"]] for g in groups}
+    runs = {label: per_run for label, per_run in runs.items() if len(per_run) >= MIN_RUNS_FOR_AGGREGATE}
+    key = f"final_{norm.key}"
+    scored = [game for game in games
+              if all((m.get(key) or {}).get(game) is not None for per_run in runs.values() for m in per_run)]
+    matrices = {label: np.array([[m[key][game] for game in scored] for m in per_run], dtype=float)
+                for label, per_run in runs.items()}
+    return matrices, scored
+
+
+def aggregate_summary(groups: list[dict[str, Any]], games: list[str], norm: Normalization) -> dict[str, Any]:
+    """summary.json's ``aggregate``: the final normalized score over runs x games per group (Agarwal et al. 2021,
+    with rliable): IQM, mean and optimality gap with 95% stratified-bootstrap intervals, the probability of
+    improvement over the fine-tuning group, performance profiles. ``skipped`` / ``poi_skipped`` say why a part is
+    missing (then it is empty)."""
+    matrices, scored = final_score_matrices(groups, games, norm)
+    out: dict[str, Any] = {
+        "score": f"final_{norm.key}", "games": scored if matrices else [],
+        "left_out": [g["label"] for g in groups if g["label"] not in matrices],
+        "groups": {}, "baseline": None, "probability_of_improvement": {}, "taus": [], "performance_profiles": {},
+        "skipped": "", "poi_skipped": "",
+    }
+    if not matrices:
+        out["skipped"] = f"no group has {MIN_RUNS_FOR_AGGREGATE} or more complete runs to bootstrap over"
+        return out
+    if not scored:
+        out["skipped"] = f"no game has a final {norm.short} in every complete run"
+        return out
+    from crl.analysis import aggregate
+
+    out.update(reps=aggregate.REPS, poi_reps=aggregate.POI_REPS, seed=aggregate.SEED)
+    for label, estimates in aggregate.aggregate_estimates(matrices).items():
+        out["groups"][label] = {"runs": len(matrices[label]), "games": len(scored),
+                                **{key: e.as_dict() for key, e in estimates.items()}}
+    taus = aggregate.tau_grid(matrices)
+    out["taus"] = taus.tolist()
+    out["performance_profiles"] = {label: p.as_dict() for label, p in
+                                   aggregate.performance_profiles(matrices, taus).items()}
+    method = {g["label"]: g["method"] for g in groups}
+    baseline = next((label for label in matrices if method[label] == BASELINE_METHOD), None)
+    if baseline is None:
+        out["poi_skipped"] = (f"no {BASELINE_METHOD} group with {MIN_RUNS_FOR_AGGREGATE} or more complete runs to "
+                              "compare against")
+    elif len(matrices) == 1:
+        out["poi_skipped"] = f"no group besides {baseline} to compare with it"
+    else:
+        out["baseline"] = baseline
+        out["probability_of_improvement"] = {
+            label: e.as_dict() for label, e in aggregate.probability_of_improvement(matrices, baseline).items()}
+    return out
+

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from crl.analysis.normalization import normalization_of
-from crl.report.compute import Group, mean_retention, per_game_fields, summary_metrics
+from crl.analysis.normalization import Normalization, normalization_of
+from crl.report.compute import MIN_RUNS_FOR_AGGREGATE, Group, mean_retention, per_game_fields, summary_metrics
 
 
 def summary_csv(summary: dict[str, Any]) -> str:
@@ -26,13 +26,34 @@ def summary_csv(summary: dict[str, Any]) -> str:
             s = group["statistics"][key]
             values = {f: ("" if s[f] is None else s[f]) for f in fields[2:]}
             writer.writerow({"group": group["label"], "metric": key, **values})
+    for row in _aggregate_csv_rows(summary["aggregate"]):
+        writer.writerow(row)
     return buf.getvalue()
+
+
+def _aggregate_csv_rows(aggregate: dict[str, Any]) -> list[dict[str, Any]]:
+    """summary.csv's rows of the aggregate over runs x games (see :func:`aggregate_section`): the mean and the IQM in
+    their columns; the optimality gap and the probability of improvement in the mean's."""
+    score, rows = aggregate["score"], []
+    for label, g in aggregate["groups"].items():
+        over = f"over {g['runs']} runs x {g['games']} games, stratified bootstrap (rliable)"
+        rows.append({"group": label, "metric": f"aggregate_{score}", "n": g["runs"], "mean": g["mean"]["value"],
+                     "ci_low": g["mean"]["low"], "ci_high": g["mean"]["high"], "iqm": g["iqm"]["value"],
+                     "iqm_ci_low": g["iqm"]["low"], "iqm_ci_high": g["iqm"]["high"], "note": over})
+        gap = g["optimality_gap"]
+        rows.append({"group": label, "metric": f"optimality_gap_{score}", "n": g["runs"], "mean": gap["value"],
+                     "ci_low": gap["low"], "ci_high": gap["high"], "note": over})
+    for label, e in aggregate["probability_of_improvement"].items():
+        rows.append({"group": label, "metric": "probability_of_improvement", "n": aggregate["groups"][label]["runs"],
+                     "mean": e["value"], "ci_low": e["low"], "ci_high": e["high"],
+                     "note": f"P({label} > {aggregate['baseline']}) in the mean column"})
+    return rows
 
 
 # --- figures -----------------------------------------------------------------------------------------
 
 
-def figures(groups: list[Group]) -> dict[str, Any]:
+def figures(groups: list[Group], summary: dict[str, Any]) -> dict[str, Any]:
     """The report's figures by file name."""
     from crl.analysis import plots
 
@@ -52,6 +73,12 @@ def figures(groups: list[Group]) -> dict[str, Any]:
     measured = {g.label: [r.plasticity for r in g.runs] for g in groups if any(r.plasticity for r in g.runs)}
     if measured:
         out["plasticity.png"] = plots.plasticity_curves(measured, first.blocks)
+    aggregate = summary["aggregate"]
+    if aggregate["groups"]:
+        label = f"final {first.normalization.short}"
+        out["aggregate_iqm.png"] = plots.aggregate_intervals(aggregate["groups"], label)
+        out["performance_profile.png"] = plots.performance_profiles(aggregate["taus"],
+                                                                    aggregate["performance_profiles"], label)
     return out
 
 
@@ -122,6 +149,7 @@ def markdown(groups: list[Group], summary: dict[str, Any]) -> str:
                      for game in first.games]
             lines.append(f"| {g['label']} | " + " | ".join(cells) + " |")
     lines += _cut_section(summary, first.games, cfg)
+    lines += aggregate_section(summary["aggregate"], norm)
     lines += _plasticity_section(groups, summary)
 
     lines += [
@@ -150,6 +178,49 @@ def markdown(groups: list[Group], summary: dict[str, Any]) -> str:
 
 
 CUT_MARK = " †"
+
+
+def aggregate_section(aggregate: dict[str, Any], norm: Normalization) -> list[str]:
+    """The final normalized score over runs x games (summary.json's ``aggregate``): IQM, mean and optimality gap per
+    group, the probability of improvement over fine-tuning, and the figures; one line saying why when skipped."""
+    lines = ["", "## Aggregate over runs x games (rliable)", ""]
+    if aggregate["skipped"]:
+        return lines + [f"Not computed: {aggregate['skipped']}."]
+    lines += [f"The final {norm.short} of every complete run on every game ({', '.join(aggregate['games'])}) pooled "
+              "per group, as Agarwal et al. 2021 recommend, computed with their library rliable: the interquartile "
+              "mean (IQM, the mean of the middle 50% of runs x games; robust to an outlying run or game), the mean, "
+              f"and the optimality gap (how far scores fall below 1, {norm.level}, on average). Intervals: 95% "
+              "stratified bootstrap (runs resampled within each game; "
+              f"{aggregate['reps']} resamples, seed {aggregate['seed']})."]
+    if aggregate["left_out"]:
+        lines += ["", f"Left out (fewer than {MIN_RUNS_FOR_AGGREGATE} complete runs): "
+                      f"{', '.join(aggregate['left_out'])}."]
+    lines += ["", "| group | runs | games | IQM | 95% CI | mean | 95% CI | optimality gap | 95% CI |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for label, g in aggregate["groups"].items():
+        cells = [cell for key in ("iqm", "mean", "optimality_gap") for cell in _estimate_cells(g[key])]
+        lines.append(f"| {label} | {g['runs']} | {g['games']} | " + " | ".join(cells) + " |")
+    lines += ["", "![IQM, mean and optimality gap with 95% intervals](aggregate_iqm.png)", ""]
+    baseline = aggregate["baseline"]
+    if aggregate["poi_skipped"]:
+        lines += [f"Probability of improvement not computed: {aggregate['poi_skipped']}."]
+    else:
+        lines += [f"Probability of improvement over {baseline}: P(X > {baseline}) is the probability that a run of X "
+                  f"scores above a run of {baseline} on a game, averaged over the games; 0.5 means neither is better "
+                  f"(95% interval: both groups' runs resampled independently within each game; "
+                  f"{aggregate['poi_reps']} resamples).", "",
+                  f"| group | P(X > {baseline}) | 95% CI |", "|---|---|---|"]
+        for label, e in aggregate["probability_of_improvement"].items():
+            lines.append(f"| {label} | " + " | ".join(_estimate_cells(e)) + " |")
+    lines += ["", f"Performance profiles: the fraction of runs x games whose final {norm.short} exceeds tau, for each "
+              "tau, with 95% stratified-bootstrap bands; a curve above another is better at every threshold.", "",
+              "![performance profiles](performance_profile.png)"]
+    return lines
+
+
+def _estimate_cells(e: dict[str, float]) -> list[str]:
+    """An rliable estimate's two table cells: the value and its interval."""
+    return [f"{e['value']:.2f}", f"[{e['low']:.2f}, {e['high']:.2f}]"]
 
 
 def _plasticity_section(groups: list[Group], summary: dict[str, Any]) -> list[str]:
