@@ -21,6 +21,7 @@ pytestmark = pytest.mark.e2e  # real games end to end: `-m "not e2e"` skips them
         (["--set", "agent.gama=0.9"], "unknown config key 'agent.gama'"),
         (["--set", "agent.gamma=abc"], "agent.gamma: expected float"),
         (["--eval-episodes", "x"], "invalid int value"),
+        (["--multitask", "--games", "minatar/breakout"], "multitask: give at least 2 games to train jointly"),
     ],
 )
 def test_bad_train_input(tmp_path, args, says):

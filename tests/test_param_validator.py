@@ -97,6 +97,25 @@ def test_the_config_checks_every_section_with_the_same_validator():
     assert kinds["run_dir"] == FieldType(str, optional=True) and kinds["games"] == FieldType(list, str)
 
 
+MINATAR3 = ["minatar/space_invaders", "minatar/breakout", "minatar/freeway"]
+
+
+@pytest.mark.parametrize("overrides, says", [
+    ({"games": ["minatar/breakout"]}, "multitask: give at least 2 games to train jointly, got minatar/breakout"),
+    ({"games": MINATAR3, "n_envs": 4},
+     "multitask: n_envs 4 cannot be split evenly over 3 games; use a multiple of 3, e.g. --n-envs 6"),
+    ({"method": "ewc"}, "multitask: the joint reference is one plain shared network, method finetune only, got ewc"),
+    ({"network.task_modulation": True}, "multitask: .* network.task_modulation must be false"),
+    ({"games": ["pong", "breakout"], "task_id": "fmn"}, "multitask: .* task_id must be oracle, got fmn"),
+])
+def test_the_multitask_reference_is_plain_fine_tuning_of_envs_split_evenly(overrides, says):
+    with pytest.raises(config.ConfigError, match=f"^{says}$"):
+        config.resolve({"multitask": True, **overrides})
+    cfg = config.resolve({"multitask": True, "games": MINATAR3, "n_envs": 6})
+    assert cfg.multitask and not config.resolve({}).multitask
+    assert config.resolve({"games": MINATAR3, "n_envs": 4, "method": "ewc"}).method == "ewc"  # continual: no such rule
+
+
 def test_build_agent_computes_the_network_spec_once(monkeypatch):
     from agents import ContinualDQN
     from crl.run import agent as agent_mod

@@ -3,7 +3,8 @@
 ``R[i, j]`` is the mean evaluation return on game ``j`` after task block ``i`` (rows: blocks in training order,
 columns: the games of the sequence). Games are trained in blocks; ``trained_at[i]`` is the column of the game
 trained in block ``i``: its index in the sequence's games, never the agent's task id (an inferred id can be any
-number, and two games can share one).
+number, and two games can share one). The joint block of a multi-task run trains every game at once: its entry is
+the list of their columns (:func:`block_columns`).
 
 Normalized scores are the family's (:mod:`crl.analysis.normalization`): human-normalized (``hns``) for Atari,
 DQN-normalized (``dqn_normalized``) for MinAtar; the keys of :func:`summarize` carry that name.
@@ -12,21 +13,28 @@ DQN-normalized (``dqn_normalized``) for MinAtar; the keys of :func:`summarize` c
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import numpy as np
 
 from crl.analysis.normalization import normalization_of, normalized_score
 
 
-def check_columns(R: np.ndarray, trained_at: list[int]) -> None:
-    """Raise ValueError unless ``trained_at`` holds one game column of ``R`` per block (at most one per row)."""
+def block_columns(entry: int | Sequence[int]) -> tuple[int, ...]:
+    """The game columns one block of ``trained_at`` trained: its game's, or every game of a joint block."""
+    return tuple(int(j) for j in entry) if isinstance(entry, (list, tuple)) else (int(entry),)
+
+
+def check_columns(R: np.ndarray, trained_at: list[int | list[int]]) -> None:
+    """Raise ValueError unless ``trained_at`` holds the game columns of ``R`` trained in each block (at most one
+    entry per row)."""
     n_blocks, n_games = np.shape(R)
-    if len(trained_at) > n_blocks or any(not 0 <= int(j) < n_games for j in trained_at):
+    if len(trained_at) > n_blocks or any(not 0 <= j < n_games for entry in trained_at for j in block_columns(entry)):
         raise ValueError(f"trained_at must hold a game column in 0..{n_games - 1} for each of at most {n_blocks} "
                          f"blocks, got {list(trained_at)}")
 
 
-def forgetting(R: np.ndarray, trained_at: list[int]) -> np.ndarray:
+def forgetting(R: np.ndarray, trained_at: list[int | list[int]]) -> np.ndarray:
     """Per game: best value after any block at or after the game was first trained, minus the final value.
 
     Chaudhry et al. 2018's forgetting, with the "best earlier value" taken over the blocks before the last one.
@@ -37,14 +45,14 @@ def forgetting(R: np.ndarray, trained_at: list[int]) -> np.ndarray:
     n_blocks, n_games = R.shape
     out = np.full(n_games, np.nan)
     for j in range(n_games):
-        first = next((i for i, g in enumerate(trained_at) if g == j), None)
+        first = next((i for i, entry in enumerate(trained_at) if j in block_columns(entry)), None)
         if first is None or first >= n_blocks - 1:
             continue
         out[j] = np.max(R[first : n_blocks - 1, j]) - R[-1, j]
     return out
 
 
-def backward_transfer(R: np.ndarray, trained_at: list[int]) -> float:
+def backward_transfer(R: np.ndarray, trained_at: list[int | list[int]]) -> float:
     """Mean over games of (final value - value right after the game's last training block), Lopez-Paz & Ranzato 2017.
 
     Only games whose last block is not the final block count; NaN if there are none.
@@ -52,19 +60,20 @@ def backward_transfer(R: np.ndarray, trained_at: list[int]) -> float:
     """
     R = np.asarray(R, dtype=float)
     check_columns(R, trained_at)
-    last_block = {g: i for i, g in enumerate(trained_at)}
+    last_block = {j: i for i, entry in enumerate(trained_at) for j in block_columns(entry)}
     diffs = [R[-1, j] - R[i, j] for j, i in last_block.items() if i < R.shape[0] - 1]
     return float(np.mean(diffs)) if diffs else math.nan
 
 
-def after_last_block(R: np.ndarray, trained_at: list[int]) -> np.ndarray:
+def after_last_block(R: np.ndarray, trained_at: list[int | list[int]]) -> np.ndarray:
     """Per game, the value right after the game's last training block (what backward transfer starts from); NaN
     for a game not trained yet."""
     R = np.asarray(R, dtype=float)
     check_columns(R, trained_at)
     out = np.full(R.shape[1], np.nan)
-    for i, j in enumerate(trained_at[: R.shape[0]]):
-        out[j] = R[i, j]
+    for i, entry in enumerate(trained_at[: R.shape[0]]):
+        for j in block_columns(entry):
+            out[j] = R[i, j]
     return out
 
 
@@ -78,7 +87,7 @@ def total_clipped(scores: np.ndarray) -> float:
 total_clipped_hns = total_clipped  # the Atari name (Kirkpatrick et al. 2017 sum HNS)
 
 
-def summarize(R: np.ndarray, games: list[str], trained_at: list[int],
+def summarize(R: np.ndarray, games: list[str], trained_at: list[int | list[int]],
               cut_final: list[int] | None = None) -> dict[str, object]:
     """The final metrics of a run, as written to ``metrics.json``.
 

@@ -218,11 +218,15 @@ def train_locked(args: argparse.Namespace, cfg: RunConfig, run_dir: Path) -> int
             return 0
         resume_step = resumed.step
     else:
-        steps = trainer.sequence.steps_per_game
+        steps, planned = trainer.sequence.block_steps, cfg.steps_per_game
+        if cfg.multitask:
+            planned *= len(cfg.games) * cfg.cycles
         rounded = (f" (rounded up to {steps}: the agent steps in rollouts of n_envs x train_freq = "
-                   f"{cfg.n_envs * cfg.agent.train_freq})" if steps != cfg.steps_per_game else "")
-        print(f"training {cfg.method} on {', '.join(cfg.games)} x {cfg.cycles} cycle(s), "
-              f"{cfg.steps_per_game} steps per game{rounded} -> {run_dir}", file=sys.stderr)
+                   f"{cfg.n_envs * cfg.agent.train_freq})" if steps != planned else "")
+        plan = (f"jointly (multitask), one block of {planned} steps ({cfg.steps_per_game} per game x {cfg.cycles} "
+                f"cycle(s)){rounded}" if cfg.multitask else
+                f"x {cfg.cycles} cycle(s), {cfg.steps_per_game} steps per game{rounded}")
+        print(f"training {cfg.method} on {', '.join(cfg.games)} {plan} -> {run_dir}", file=sys.stderr)
     try:
         summary = trainer.run(resume_step=resume_step)
     except TrainingInterrupted as e:
@@ -232,7 +236,7 @@ def train_locked(args: argparse.Namespace, cfg: RunConfig, run_dir: Path) -> int
         print(f"crl: {e}; the last good checkpoint is in {run_dir / 'checkpoints'} "
               f"(resume with: crl train --resume {run_dir}; or set on_divergence=skip)", file=sys.stderr)
         return 1
-    trained = [trainer.games[t] for t in trainer.trained_at]
+    trained = [block.game for block in trainer.blocks[: len(trainer.retention)]]
     print("\nRetention matrix (mean evaluation return of each game after each block):")
     print(format_retention(trainer.games, trainer.retention, trained))
     from crl.analysis.normalization import normalization_of
@@ -243,11 +247,16 @@ def train_locked(args: argparse.Namespace, cfg: RunConfig, run_dir: Path) -> int
              if rated else f"no {norm.short}: no game has {norm.references}   ")
     print(f"\n{score}average final return {summary['average_final_return']:.2f}")
     from crl.analysis.normalization import random_play_score
-    from crl.analysis.words import retention_in_words
+    from crl.analysis.words import describe_game, retention_in_words
 
     randoms = {g: random_play_score(g) for g in trainer.games}
-    print("\nIn words:\n" + "\n".join(retention_in_words(trainer.games, trainer.retention, trainer.trained_at, randoms,
-                                                         trainer.state.retention_cut)))
+    if cfg.multitask:  # one joint block: every game's own block is the last
+        words = [describe_game(g, trainer.retention[0][j], None, randoms[g], trainer.state.retention_cut[0][j])
+                 for j, g in enumerate(trainer.games)]
+    else:
+        words = retention_in_words(trainer.games, trainer.retention, trainer.trained_at, randoms,
+                                   trainer.state.retention_cut)
+    print("\nIn words:\n" + "\n".join(words))
     print(f"run directory: {run_dir}")
     print(f"tensorboard --logdir {run_dir / 'tb'}")
     return 0

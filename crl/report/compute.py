@@ -16,7 +16,7 @@ import numpy as np
 from crl.analysis import metrics
 from crl.analysis.normalization import Normalization
 from crl.methods import METHODS, method_sections, section_name
-from crl.report.records import Run
+from crl.report.records import Run, layout_run
 from crl.run.config import flatten
 
 IGNORED_CONFIG_KEYS = ("seed", "run_dir", "device")
@@ -105,10 +105,11 @@ def plasticity_rows(run: Run, references: dict[str, list[Run]]) -> list[dict[str
 
     ``auc``: mean clipped normalized score over the block (Continual World's area); ``final``: the clipped normalized
     score at the block's end. ``fresh_*``: the same of the references (mean over their seeds; None without any).
-    ``visit``: 1 for the game's first block, 2 for its second, ..."""
+    ``visit``: 1 for the game's first block, 2 for its second, ... A multi-task run has no rows: its joint block
+    learns every game at once over all the steps, no visit of one game to set against a fresh network's."""
     rows: list[dict[str, Any]] = []
     visits: dict[str, int] = {}
-    for b in range(run.blocks_finished):
+    for b in range(0 if run.joint else run.blocks_finished):
         game = run.blocks[b]["game"]
         visits[game] = visits.get(game, 0) + 1
         span = run.blocks[b]["end_step"] - run.blocks[b]["start_step"]
@@ -273,6 +274,7 @@ def build_summary(groups: list[Group], references: list[Run]) -> dict[str, Any]:
         out_groups.append({
             "label": group.label,
             "method": group.method,
+            "multitask": group.runs[0].joint,
             "method_params": group.method_params(),
             "n_runs": len(group.runs),
             "partial": any(r.partial for r in group.runs),
@@ -280,7 +282,7 @@ def build_summary(groups: list[Group], references: list[Run]) -> dict[str, Any]:
             "plasticity_by_visit": plasticity_by_visit([p["plasticity_blocks"] for p in per_run]),
             "runs": per_run,
         })
-    first = groups[0].runs[0]
+    first = layout_run([g.runs[0] for g in groups])
     return {
         "games": first.games,
         "sequence": list(first.sequence),
@@ -347,11 +349,13 @@ def aggregate_summary(groups: list[dict[str, Any]], games: list[str], norm: Norm
     out["taus"] = taus.tolist()
     out["performance_profiles"] = {label: p.as_dict() for label, p in
                                    aggregate.performance_profiles(matrices, taus).items()}
-    method = {g["label"]: g["method"] for g in groups}
-    baseline = next((label for label in matrices if method[label] == BASELINE_METHOD), None)
+    # the baseline fine-tunes in turn: the multi-task reference fine-tunes too, but is the upper bound, not the base
+    baseline_of = {g["label"]: g["method"] == BASELINE_METHOD and not g.get("multitask") for g in groups}
+    baseline = next((label for label in matrices if baseline_of[label]), None)
     if baseline is None:
+        joint = any(g.get("multitask") for g in groups if g["label"] in matrices)
         out["poi_skipped"] = (f"no {BASELINE_METHOD} group with {MIN_RUNS_FOR_AGGREGATE} or more complete runs to "
-                              "compare against")
+                              "compare against" + (" (the multi-task reference is no baseline)" if joint else ""))
     elif len(matrices) == 1:
         out["poi_skipped"] = f"no group besides {baseline} to compare with it"
     else:

@@ -16,7 +16,7 @@ import yaml
 
 from crl.analysis.normalization import Normalization, normalization_of
 from crl.run import rundir
-from crl.run.sequence import TaskSequence
+from crl.run.sequence import JOINT, TaskSequence
 
 
 class BadInput(Exception):
@@ -53,8 +53,13 @@ class Run:
         return self.config.get("seed")
 
     @property
+    def joint(self) -> bool:
+        """A multi-task run: one joint block trains every game at once (``multitask: true``)."""
+        return bool(self.config.get("multitask"))
+
+    @property
     def sequence(self) -> tuple[str, ...]:
-        """The game of every planned block, in training order."""
+        """The game of every planned block, in training order (a joint block's: its games joined with ``+``)."""
         return tuple(b["game"] for b in self.blocks)
 
     @property
@@ -66,9 +71,10 @@ class Run:
         return self.blocks_finished < len(self.blocks) or not self.has_metrics_file
 
     @property
-    def trained_at(self) -> list[int]:
-        """Column of the game trained in each finished block."""
-        return [self.games.index(b["game"]) for b in self.blocks[: self.blocks_finished]]
+    def trained_at(self) -> list[int | list[int]]:
+        """Column of the game trained in each finished block (a joint block's: the list of every column)."""
+        columns = [[self.games.index(g) for g in b["game"].split(JOINT)] for b in self.blocks[: self.blocks_finished]]
+        return [c if self.joint else c[0] for c in columns]
 
     def status(self) -> str:
         status = "complete" if not self.partial else f"partial: {self.blocks_finished}/{len(self.blocks)} blocks finished"
@@ -154,7 +160,8 @@ def read_retention(path: Path, games: list[str]) -> np.ndarray:
 def planned_blocks(config: dict[str, Any], logged: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every block of the run: as blocks.jsonl logged it, else as planned from the config's sequence and budget."""
     by_index = {int(b["block"]): b for b in logged}
-    sequence = TaskSequence(tuple(config["games"]), int(config["steps_per_game"]), int(config.get("cycles", 1)))
+    sequence = TaskSequence(tuple(config["games"]), int(config["steps_per_game"]), int(config.get("cycles", 1)),
+                            joint=bool(config["multitask"]))
     blocks: list[dict[str, Any]] = []
     for block in sequence.blocks:
         start = blocks[-1]["end_step"] if blocks else 0
@@ -181,6 +188,9 @@ def load_run(path: str | Path) -> Run:
             raise BadInput(f"{config_path} lacks the key {key!r}")
     if not isinstance(config["games"], list) or not config["games"]:
         raise BadInput(f"{config_path}: 'games' must be a non-empty list")
+    config.setdefault("multitask", False)  # a run written before the key trained its games in turn
+    if not isinstance(config["multitask"], bool):
+        raise BadInput(f"{config_path}: 'multitask' must be true or false, got {config['multitask']!r}")
     try:
         normalization_of(config["games"])
     except ValueError as err:
@@ -193,10 +203,13 @@ def load_run(path: str | Path) -> Run:
     if finished is not None:  # full precision (retention.csv holds 6 significant digits)
         retention = _retention_matrix(path / rundir.METRICS, finished["retention_matrix"], len(config["games"]))
     blocks = read_records(path / rundir.BLOCKS, BLOCK_FIELDS)
+    # the one block of a multi-task run trains every game at once: its game is theirs joined
+    allowed = [JOINT.join(config["games"])] if config["multitask"] else config["games"]
     for number, block in enumerate(blocks, 1):
-        if block["game"] not in config["games"]:
-            raise BadInput(f"{path / rundir.BLOCKS}, line {number}: game {block['game']!r} is not one of the "
-                           f"config's games {','.join(config['games'])}")
+        if block["game"] not in allowed:
+            raise BadInput(f"{path / rundir.BLOCKS}, line {number}: game {block['game']!r} is not "
+                           f"{'the joint block of' if config['multitask'] else 'one of'} the config's games "
+                           f"{','.join(config['games'])}")
     return Run(
         path=path,
         config=config,
@@ -232,6 +245,12 @@ def _finished_metrics(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and "retention_matrix" in data else None
 
 
+def layout_run(runs: list[Run]) -> Run:
+    """The run whose blocks a report lays its figures and sequence out by: the first that trains its games in turn
+    (a multi-task run's one joint block shows no sequence), else the first."""
+    return next((run for run in runs if not run.joint), runs[0])
+
+
 def load_inputs(run_dirs: list[str], reference_dirs: list[str]) -> tuple[list[Run], list[Run], list[str]]:
     """Every run and reference run, plus one error line per bad input."""
     errors: list[str] = []
@@ -249,11 +268,14 @@ def load_inputs(run_dirs: list[str], reference_dirs: list[str]) -> tuple[list[Ru
             except BadInput as err:
                 errors.append(str(err))
     if runs:
-        sequence = runs[0].sequence
-        for run in runs[1:]:
-            if run.sequence != sequence:
-                errors.append(f"{run.path} trains {','.join(run.sequence)}, not the sequence of {runs[0].path} "
-                              f"({','.join(sequence)}): report runs of one game sequence together")
+        first = layout_run(runs)
+        for run in runs:
+            if run.joint and run.games != first.games:
+                errors.append(f"{run.path} trains {','.join(run.games)} jointly, not the games of {first.path} "
+                              f"({','.join(first.games)}): report runs of one game sequence together")
+            elif not run.joint and run.sequence != first.sequence:
+                errors.append(f"{run.path} trains {','.join(run.sequence)}, not the sequence of {first.path} "
+                              f"({','.join(first.sequence)}): report runs of one game sequence together")
     for ref in references:
         if len(set(ref.games)) != 1:
             errors.append(f"reference run {ref.path} trains {len(set(ref.games))} games; a reference trains one")

@@ -13,6 +13,7 @@ import numpy as np
 
 from crl.analysis.normalization import Normalization, normalization_of
 from crl.report.compute import MIN_RUNS_FOR_AGGREGATE, Group, mean_retention, per_game_fields, summary_metrics
+from crl.report.records import layout_run
 
 
 def summary_csv(summary: dict[str, Any]) -> str:
@@ -53,23 +54,28 @@ def _aggregate_csv_rows(aggregate: dict[str, Any]) -> list[dict[str, Any]]:
 # --- figures -----------------------------------------------------------------------------------------
 
 
+def sequential(groups: list[Group]) -> list[Group]:
+    """The groups that train their games in turn: all but the multi-task references, whose one joint block has a
+    one-row retention matrix (their final evaluation, in the per-game tables) and no block to box."""
+    return [g for g in groups if not g.runs[0].joint]
+
+
 def figures(groups: list[Group], summary: dict[str, Any]) -> dict[str, Any]:
     """The report's figures by file name."""
     from crl.analysis import plots
 
-    first = groups[0].runs[0]
+    first = layout_run([g.runs[0] for g in groups])
     key = first.normalization.key
     records = {g.label: [r.evals for r in g.runs] for g in groups}
+    out = {"curves.png": plots.method_curves(records, first.games, first.blocks)}
     retention = []
-    for g in groups:
+    for g in sequential(groups):
         seeds = f"{len(g.runs)} seed{'s' if len(g.runs) > 1 else ''}"
         retention.append((f"{g.label} — mean over {seeds}", mean_retention(g.runs)))
-    trained_at = [first.games.index(game) for game in first.sequence]
-    out = {
-        "curves.png": plots.method_curves(records, first.games, first.blocks),
-        "retention.png": plots.retention_grid(retention, first.games, trained_at),
-        f"total_{key}.png": plots.total_clipped_curves(records, first.games, first.blocks),
-    }
+    if retention:
+        trained_at = [first.games.index(game) for game in first.sequence]
+        out["retention.png"] = plots.retention_grid(retention, first.games, trained_at)
+    out[f"total_{key}.png"] = plots.total_clipped_curves(records, first.games, first.blocks)
     measured = {g.label: [r.plasticity for r in g.runs] for g in groups if any(r.plasticity for r in g.runs)}
     if measured:
         out["plasticity.png"] = plots.plasticity_curves(measured, first.blocks)
@@ -89,7 +95,7 @@ def markdown(groups: list[Group], summary: dict[str, Any]) -> str:
     """The human-readable report: configuration, runs, metric tables, figures."""
     from crl.analysis.stats import SeedStatistic, format_statistic
 
-    first = groups[0].runs[0]
+    first = layout_run([g.runs[0] for g in groups])
     cfg = first.config
     norm = first.normalization
     lines = [
@@ -100,11 +106,15 @@ def markdown(groups: list[Group], summary: dict[str, Any]) -> str:
         "## Configuration",
         "",
         f"- Game sequence: {' → '.join(cfg['games'])}, {cfg.get('cycles', 1)} cycle(s) "
-        f"({len(first.blocks)} task blocks of {cfg['steps_per_game']} environment steps)",
+        + (f"of {cfg['steps_per_game']} environment steps per game, trained jointly in one block"
+           if first.joint else f"({len(first.blocks)} task blocks of {cfg['steps_per_game']} environment steps)"),
     ]
     for group in groups:
         params = ", ".join(f"{k}={v}" for k, v in group.method_params().items()) or "no parameters"
-        lines.append(f"- **{group.label}**: method `{group.method}` ({params}); {len(group.runs)} run(s)")
+        run = group.runs[0]
+        how = (f"; the multi-task reference: every game at once in one block of {run.blocks[0]['end_step']} steps, "
+               f"{run.config.get('n_envs')} envs split evenly over the games" if run.joint else "")
+        lines.append(f"- **{group.label}**: method `{group.method}` ({params}); {len(group.runs)} run(s){how}")
     if summary["reference_runs"]:
         lines.append(f"- Single-game reference runs (forward transfer): {', '.join(summary['reference_runs'])}")
     lines += ["", "## Runs", "", "| group | run | seed | status |", "|---|---|---|---|"]
@@ -137,6 +147,12 @@ def markdown(groups: list[Group], summary: dict[str, Any]) -> str:
                       "(lower bounds of full-episode scores; see *Cut episodes* below)."]
     if not with_ft:
         lines += ["", "Forward transfer needs single-game reference runs: `crl report ... --reference RUN_DIR ...`."]
+    joint = [g.label for g in groups if g.runs[0].joint]
+    if joint:
+        lines += ["", f"{', '.join(joint)}: the multi-task reference, every game trained at once with the same "
+                      "steps, the upper bound of what one shared network holds. It has one block, so forgetting, "
+                      "backward and forward transfer and the plasticity view (which need a sequence of blocks) are "
+                      "n/a for it; its final scores compare with the others' directly."]
 
     per_game = per_game_fields(norm) | ({"forward_transfer": "forward transfer"} if with_ft else {})
     lines += ["", "### Per game (mean over seeds)", "", "One table per measure: a row per group, a column per game."]
@@ -156,8 +172,9 @@ def markdown(groups: list[Group], summary: dict[str, Any]) -> str:
         "", "## Figures", "",
         f"Evaluation return and {norm.name} of every game over training; shaded: task blocks.", "",
         "![evaluation curves](curves.png)", "",
-        "Retention matrix: row *i* = evaluation after task block *i*; boxed cells: the game trained in that block.", "",
-        "![retention matrix](retention.png)", "",
+        *(["Retention matrix: row *i* = evaluation after task block *i*; boxed cells: the game trained in that block"
+           + (" (multi-task references left out: one block, no sequence)" if joint else "") + ".", "",
+           "![retention matrix](retention.png)", ""] if sequential(groups) else []),
         f"Total clipped {norm.short} (sum over games of min({norm.short}, 1)"
         + (f", {norm.total_source}" if norm.total_source else "") + ").", "",
         f"![total clipped {norm.short}](total_{norm.key}.png)", "",

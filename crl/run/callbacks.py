@@ -32,16 +32,22 @@ class ObserveFrames(BaseCallback):
 
 
 class LogEpisodeReturns(BaseCallback):
-    """The return of every training episode that ends, under the game's name."""
+    """The return of every training episode that ends, under its game's name: ``game``, or where the training envs
+    play several games at once (a joint block's ``MixedVecEnv``), the game of the env the episode ended in."""
 
     def __init__(self, recorder: Recorder, game: str) -> None:
         super().__init__()
         self.recorder, self.game = recorder, game
+        self.games: list[str] = []
+
+    def _init_callback(self) -> None:
+        env = self.training_env
+        self.games = list(getattr(env, "games", None) or [self.game] * env.num_envs)  # wrappers pass .games on
 
     def _on_step(self) -> bool:
-        for info in self.locals.get("infos", []):
+        for info, game in zip(self.locals.get("infos", []), self.games):
             if "episode" in info:
-                self.recorder.episode_return(self.game, info["episode"]["r"], self.num_timesteps)
+                self.recorder.episode_return(game, info["episode"]["r"], self.num_timesteps)
         return True
 
 

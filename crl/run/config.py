@@ -143,6 +143,9 @@ class RunConfig:
     method: str = flagged(param("finetune", "continual-learning method (crl.methods registry)"))
     steps_per_game: int = flagged(param(60_000, "env steps per game block", low=1))
     cycles: int = flagged(param(1, "passes over the game sequence (revisits)", low=1))
+    multitask: bool = flagged(param(False, "the multi-task reference: every game at once in one block of all the "
+                                           "run's steps (games x cycles x steps_per_game), n_envs split evenly over "
+                                           "the games, one network and one replay"))
     seed: int = flagged(param(0, "the run's seed", low=0, high=SEED_MAX))
     device: str = flagged(param("auto", "torch device", choices=("auto", "cpu", "cuda")))
     torch_threads: int = param(0, "torch threads (0: one on the CPU, the emulators use the other cores; torch's "
@@ -345,11 +348,34 @@ def validate(cfg: Any) -> None:
                 getattr(cfg, section).validate()
             except ValueError as e:
                 raise ConfigError(f"{section}.{e}") from e
+    validate_multitask(cfg)
     try:
         make_method(cfg.method, method_params(cfg)).q_network_spec(dataclasses.asdict(cfg.network))
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{section_name(cfg.method)}: {e}") from e
     validate_for_family(cfg)
+
+
+def validate_multitask(cfg: Any) -> None:
+    """The multi-task reference trains one plain shared network on every game at once: several games, the envs split
+    evenly over them, fine-tuning with one task (no per-task modulation, no task to infer)."""
+    if not cfg.multitask:
+        return
+    n = len(cfg.games)
+    if n < 2:
+        raise ConfigError(f"multitask: give at least 2 games to train jointly, got {', '.join(cfg.games)}")
+    if cfg.n_envs % n:
+        raise ConfigError(f"multitask: n_envs {cfg.n_envs} cannot be split evenly over {n} games; use a multiple of "
+                          f"{n}, e.g. --n-envs {-(-cfg.n_envs // n) * n}")
+    if cfg.method != "finetune":
+        raise ConfigError(f"multitask: the joint reference is one plain shared network, method finetune only, got "
+                          f"{cfg.method}")
+    if cfg.network.task_modulation:
+        raise ConfigError("multitask: the joint reference is one shared network trained as one task; "
+                          "network.task_modulation must be false")
+    if cfg.task_id != "oracle":
+        raise ConfigError(f"multitask: the joint reference trains one task, there is none to infer; task_id must be "
+                          f"oracle, got {cfg.task_id}")
 
 
 def validate_for_family(cfg: Any) -> None:

@@ -15,6 +15,7 @@ import torch as th
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
 from agents import ContinualDQN
+from crl.analysis import metrics
 from crl.run.config import RunConfig
 from crl.run import checkpoint as ckpt
 from crl.run import config as config_mod
@@ -33,14 +34,26 @@ from crl.run.plasticity import PlasticityProbes
 from crl.run.recording import Recorder
 from crl.run.state import RunState
 from crl.run.task_identity import is_right, probe_task_id
-from envs import make_vec_env
+from envs import make_joint_vec_env, make_vec_env
+
+
+def task_sequence(cfg: RunConfig) -> TaskSequence:
+    """The run's blocks: the games in turn, or all of them in one joint block (``multitask``), each block's steps
+    rounded up to whole rollouts of ``n_envs x train_freq`` steps, the unit in which the agent collects (so
+    ``blocks.jsonl`` can say where a block ends)."""
+    return TaskSequence(tuple(cfg.games), cfg.steps_per_game, cfg.cycles, joint=cfg.multitask,
+                        unit=cfg.n_envs * cfg.agent.train_freq)
 
 
 def block_steps(cfg: RunConfig) -> int:
-    """The env steps a block really trains: ``steps_per_game`` rounded up to whole rollouts of ``n_envs x
-    train_freq`` steps, the unit in which the agent collects (so ``blocks.jsonl`` can say where a block ends)."""
-    unit = cfg.n_envs * cfg.agent.train_freq
-    return -(-cfg.steps_per_game // unit) * unit
+    """The env steps a block really trains (:func:`task_sequence`)."""
+    return task_sequence(cfg).block_steps
+
+
+def task_ids_by_column(trained_at: list[int | list[int]], task_ids: list[int]) -> dict[int, int]:
+    """Game column -> the agent's task id of the game's latest finished block (a joint block's id for each of its
+    columns)."""
+    return {column: task_id for entry, task_id in zip(trained_at, task_ids) for column in metrics.block_columns(entry)}
 
 
 class ContinualTrainer:
@@ -51,7 +64,7 @@ class ContinualTrainer:
         self.run_dir = Path(run_dir)
         self.checkpoints = self.run_dir / rundir.CHECKPOINTS
         self.games: list[str] = list(cfg.games)
-        self.sequence = TaskSequence(tuple(self.games), block_steps(cfg), cfg.cycles)
+        self.sequence = task_sequence(cfg)
         self.blocks = self.sequence.blocks
         self.device = resolve_device(cfg.device)
         set_torch_threads(cfg.torch_threads, self.device)
@@ -143,7 +156,7 @@ class ContinualTrainer:
         """End the block's task (method.after_task), evaluate every game into a retention row, snapshot the agent."""
         agent, state = self.agent, self.state
         agent.end_task()
-        state.trained_at.append(block.task_id)  # Block.task_id is the game's column in the sequence
+        state.trained_at.append(block.trained_at)  # the game's column (every column for a joint block)
         state.task_ids.append(agent.current_task.task_id)
         results = self.evaluate(block, final=True)
         state.retention.append([r.mean for r in results])
@@ -168,7 +181,9 @@ class ContinualTrainer:
     def make_env(self, block: Block, block_done: int) -> Any:
         """The training envs of ``block`` from ``block_done`` steps in, seeded from (run seed, block, step)."""
         seed = derive_seed(self.cfg.seed, seeds.TRAINING_ENV, block.index, block_done)
-        options = config_mod.env_options(self.cfg, block.game)
+        options = config_mod.env_options(self.cfg, block.games[0])  # one family: the same options for every game
+        if block.joint:  # the envs split evenly over the games, each game played exactly as alone
+            return make_joint_vec_env(list(block.games), n_envs=self.cfg.n_envs, seed=seed, **options)
         return make_vec_env(block.game, n_envs=self.cfg.n_envs, seed=seed, **options)
 
     # --- resume --------------------------------------------------------------------------------------------
@@ -204,16 +219,17 @@ class ContinualTrainer:
         if self.task_identity is None:
             return block.task_id
         task = probe_task_id(self.task_identity, env)
-        correct = is_right(task, block.task_id, dict(zip(self.trained_at, self.task_ids)))
+        correct = is_right(task, block.task_id, task_ids_by_column(self.trained_at, self.task_ids))
         self.recorder.task_probe(correct, self.task_identity.num_tasks, self.agent.num_timesteps)
         return task
 
     def trained_task_ids(self) -> dict[int, int]:
         """Game column -> the agent's task id of the game's latest block, for every game trained so far (the block
         in progress included)."""
-        ids = dict(zip(self.trained_at, self.task_ids))
+        ids = task_ids_by_column(self.trained_at, self.task_ids)
         if self.agent.current_task is not None and self.block_index < len(self.blocks):
-            ids[self.blocks[self.block_index].task_id] = self.agent.current_task.task_id
+            for column in metrics.block_columns(self.blocks[self.block_index].trained_at):
+                ids[column] = self.agent.current_task.task_id
         return ids
 
     def task_id_for(self, game_index: int) -> int:
@@ -240,7 +256,8 @@ class ContinualTrainer:
         """The plasticity measures at an evaluation: the network's, and each probed game's (played with the task id
         it is evaluated with); the block's game gets its probe batch at its first evaluation with enough replay."""
         agent = self.agent
-        self.probes.draw(block.task_id, agent)
+        if not block.joint:  # a joint block's replay mixes the games: no batch of one game to draw from it
+            self.probes.draw(block.task_id, agent)
         task_ids = {g: self.task_id_for(g) for g in range(len(self.games))}
         network, games = self.probes.measure(agent, task_ids, agent.num_timesteps)
         self.recorder.plasticity(block, agent.num_timesteps, network, {self.games[g]: m for g, m in games.items()})
@@ -260,7 +277,7 @@ class ContinualTrainer:
         return self.state.retention
 
     @property
-    def trained_at(self) -> list[int]:
+    def trained_at(self) -> list[int | list[int]]:
         return self.state.trained_at
 
     @property

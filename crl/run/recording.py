@@ -65,11 +65,13 @@ class Recorder:
             self.writer.add_scalar(tag, value, step)
 
     def figures(self, state: RunState, step: int) -> None:
-        """The retention heatmap and the return curves so far, as TensorBoard images (at each task boundary)."""
+        """The retention heatmap and the return curves so far, as TensorBoard images (at each task boundary). A
+        multi-task run has no heatmap: its one block trains every game, its one row is the final evaluation."""
         evals = rundir.read_jsonl(self.run_dir / rundir.EVALS)
         blocks = rundir.read_jsonl(self.run_dir / rundir.BLOCKS)
-        self.writer.add_figure("report/retention", plots.retention_heatmap(
-            np.array(state.retention), self.games, trained_at=state.trained_at, task_ids=state.task_ids), step)
+        if not self.cfg.multitask:
+            self.writer.add_figure("report/retention", plots.retention_heatmap(
+                np.array(state.retention), self.games, trained_at=state.trained_at, task_ids=state.task_ids), step)
         self.writer.add_figure("report/curves", plots.return_curves(evals, self.games, blocks), step)
 
     # --- training ---------------------------------------------------------------------------------------
