@@ -21,8 +21,9 @@ from crl.run.config import RunConfig
 if TYPE_CHECKING:  # the trainer pulls in torch and matplotlib; this module is imported before input is checked
     from crl.run.loop import ContinualTrainer
 
-# keys no resume may change, --force or not: the records (retention matrix, evaluations) are per game
-RESUME_NEVER_CHANGES = ("games", "plasticity.measure", "plasticity.probe_size")  # records per game; probes drawn once
+# keys no resume may change, --force or not: the records (retention matrix, evaluations) are per game and block, and
+# the probe batches are drawn once
+RESUME_NEVER_CHANGES = ("games", "multitask", "plasticity.measure", "plasticity.probe_size")
 
 
 # --- continuing a run -----------------------------------------------------------------------------------------

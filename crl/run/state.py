@@ -19,7 +19,7 @@ class RunState:
     retention_cut: list[list[int]] = field(default_factory=list)  # and its episodes cut by eval.max_steps
     # per finished block: the game's column (metrics, figures) and the agent's task id (given or inferred); the two
     # differ as soon as task inference names a game differently from its place in the sequence
-    trained_at: list[int] = field(default_factory=list)
+    trained_at: list[int | list[int]] = field(default_factory=list)  # a joint (multitask) block trains every column
     task_ids: list[int] = field(default_factory=list)
     n_evaluations: int = 0
     n_eval_records: int = 0  # lines of evals.jsonl and blocks.jsonl this state accounts for: a resume drops the rest
