@@ -130,36 +130,46 @@ class FrameReplayBuffer(ReplayBuffer):
         n, stack = self.n_envs, self.stack
         obs, next_obs = np.asarray(obs), np.asarray(next_obs)
         continues = self._has_last & (obs == self._last_next_obs).reshape(n, -1).all(axis=1)
-        next_frames = next_obs.reshape(n, stack, *self.frame_shape)
-        obs_frames = obs.reshape(n, stack, *self.frame_shape)
-        shifted = (next_frames[:, :-1] == obs_frames[:, 1:]).reshape(n, -1).all(axis=1)  # always, for one frame
-        # Frames to write, in order: whole obs stacks of envs that start an episode, then per env either the newest
-        # next_obs frame (the usual case) or the whole next_obs stack.
-        new_next = np.ones((n, stack), dtype=bool)
-        new_next[shifted, :-1] = False
-        starts = np.flatnonzero(~continues)
-        new_frames = np.concatenate([obs_frames[starts].reshape(-1, *self.frame_shape), next_frames[new_next]])
-
+        frame_shape = self.frame_shape
+        next_frames = next_obs.reshape(n, stack, *frame_shape)
+        obs_frames = obs.reshape(n, stack, *frame_shape)
+        # a stack of one frame is always its obs shifted by one
+        shifted = True if stack == 1 else (next_frames[:, :-1] == obs_frames[:, 1:]).reshape(n, -1).all(axis=1)
         first = self.frames_written
         obs_ids = self._last_next_ids.copy()
-        obs_ids[starts] = first + np.arange(len(starts) * stack).reshape(-1, stack)
-        next_ids = np.concatenate([obs_ids[:, 1:], np.zeros((n, 1), dtype=np.int64)], axis=1)
-        next_ids[new_next] = first + len(starts) * stack + np.arange(new_next.sum())
+        if continues.all() and (shifted is True or shifted.all()):  # the usual step: each env's newest frame only
+            new_frames = next_frames[:, -1]
+            next_ids = np.concatenate([obs_ids[:, 1:], np.arange(first, first + n)[:, None]], axis=1)
+        else:
+            # Frames to write, in order: whole obs stacks of envs that start an episode, then per env either the
+            # newest next_obs frame or the whole next_obs stack.
+            new_next = np.ones((n, stack), dtype=bool)
+            if stack > 1:
+                new_next[shifted, :-1] = False
+            starts = np.flatnonzero(~continues)
+            new_frames = np.concatenate([obs_frames[starts].reshape(-1, *frame_shape), next_frames[new_next]])
+            obs_ids[starts] = first + np.arange(len(starts) * stack).reshape(-1, stack)
+            next_ids = np.concatenate([obs_ids[:, 1:], np.zeros((n, 1), dtype=np.int64)], axis=1)
+            next_ids[new_next] = first + len(starts) * stack + np.arange(new_next.sum())
 
-        self._ensure_free_slots(len(new_frames), keep_ids=obs_ids)
-        slots = th.arange(first, first + len(new_frames), device=self.storage_device) % len(self.frames)
-        self.frames.index_copy_(0, slots, th.from_numpy(new_frames).to(self.storage_device))
+        oldest_kept = int(obs_ids.min())
+        self._ensure_free_slots(len(new_frames), oldest_kept)
+        start, num_slots = first % len(self.frames), len(self.frames)
+        if start + len(new_frames) <= num_slots:  # the slots do not wrap around the ring: one slice
+            self._write(self.frames, slice(start, start + len(new_frames)), new_frames)
+        else:
+            self._write(self.frames, np.arange(first, first + len(new_frames)) % num_slots, new_frames)
         self.frames_written += len(new_frames)
 
-        on = dict(device=self.storage_device)
-        self.frame_ids[self.pos] = th.as_tensor(np.concatenate([obs_ids, next_ids], axis=1), **on)
-        self._oldest_frame[self.pos] = obs_ids.min()
-        self.actions[self.pos] = th.as_tensor(np.asarray(action).reshape(n, self.action_dim), **on)
-        self.rewards[self.pos] = th.as_tensor(np.asarray(reward, dtype=np.float32), **on)
-        self.dones[self.pos] = th.as_tensor(np.asarray(done, dtype=np.float32), **on)
+        row = self.pos
+        self._write(self.frame_ids, row, np.concatenate([obs_ids, next_ids], axis=1))
+        self._oldest_frame[row] = oldest_kept
+        self._write(self.actions, row, np.asarray(action).reshape(n, self.action_dim))
+        self._write(self.rewards, row, np.asarray(reward, dtype=np.float32))
+        self._write(self.dones, row, np.asarray(done, dtype=np.float32))
         if self.handle_timeout_termination:
             truncated = [info.get("TimeLimit.truncated", False) for info in infos]
-            self.timeouts[self.pos] = th.as_tensor(np.asarray(truncated, dtype=np.float32), **on)
+            self._write(self.timeouts, row, np.asarray(truncated, dtype=np.float32))
 
         self._last_next_obs[:] = next_obs
         self._last_next_ids[:] = next_ids
@@ -169,14 +179,24 @@ class FrameReplayBuffer(ReplayBuffer):
             self.full = True
             self.pos = 0
 
-    def _ensure_free_slots(self, count: int, keep_ids: np.ndarray) -> None:
+    @staticmethod
+    def _write(tensor: th.Tensor, index: int | slice | np.ndarray, values: np.ndarray) -> None:
+        """``tensor[index] = values``. On the CPU through a numpy view of the tensor: a vector step writes six small
+        pieces, and torch's per-call overhead (tensor wrapping, indexing dispatch) cost more than the copies."""
+        if tensor.device.type == "cpu":
+            tensor.numpy()[index] = values
+        else:
+            where = th.as_tensor(index, device=tensor.device) if isinstance(index, np.ndarray) else index
+            tensor[where] = th.as_tensor(values).to(tensor.device)
+
+    def _ensure_free_slots(self, count: int, oldest_kept: int) -> None:
         """Grow the frame ring if writing ``count`` frames would overwrite a frame that is still referenced.
 
-        Frames are referenced by live transitions (all but the one at ``pos``, about to be overwritten) and by
-        ``keep_ids`` (the obs stacks being added). Ids only grow along an env's transitions, so the oldest
-        referenced frame is the smallest id of the oldest live transition or of ``keep_ids``.
+        Frames are referenced by live transitions (all but the one at ``pos``, about to be overwritten) and by the
+        obs stacks being added (``oldest_kept``: their smallest frame id). Ids only grow along an env's transitions,
+        so the oldest referenced frame is the smallest id of the oldest live transition or ``oldest_kept``.
         """
-        oldest = int(keep_ids.min())
+        oldest = oldest_kept
         live = self.buffer_size - 1 if self.full else self.pos
         if live > 0:
             oldest = min(oldest, int(self._oldest_frame[(self.pos + 1) % self.buffer_size if self.full else 0]))

@@ -10,7 +10,9 @@ of acting and training under the clock. ``--repeats`` runs the variants round-ro
 
 Besides wall-clock env steps/s the table gives env steps per CPU-second of the process (all its threads, emulator
 included): on a CPU-only machine shared with other jobs that figure is the stable one, wall-clock time mostly
-measures the neighbours. On a GPU use the wall-clock figure. Not a test: figures depend on the machine.
+measures the neighbours. On a GPU use the wall-clock figure. With ``network-only`` among the variants, ``x floor`` is
+each row's CPU-second rate over that floor's (what the agent keeps of its network's speed). Not a test: figures
+depend on the machine.
 
     python scripts/bench_throughput.py --device cpu --steps 2000 --n-envs 4
     python scripts/bench_throughput.py --game minatar/breakout --steps 20000 --threads 1 --variants sb3,finetune+fused
@@ -170,8 +172,16 @@ def run_variant(args: argparse.Namespace, variant: Variant) -> dict[str, Any]:
     if cuda:
         th.cuda.reset_peak_memory_stats()
     profiler = cProfile.Profile() if args.profile else None
+    timed = time_network_only if variant.network_only else time_learning
+    clock = None
+    if args.phases:  # a sibling script: python puts this script's directory first on the import path
+        from profile_run import EvaluationLog, PhaseClock, instrument
+
+        clock = PhaseClock()
+        instrument(clock, EvaluationLog())
+        timed = clock.timed(timed, "timed")  # the root: what no other phase covers stays its own
     with profiler or nullcontext():
-        rates = (time_network_only if variant.network_only else time_learning)(model, args.steps)
+        rates = timed(model, args.steps)
     if profiler:
         args.profile.mkdir(parents=True, exist_ok=True)
         profiler.dump_stats(args.profile / f"{variant.label}.prof")
@@ -179,6 +189,7 @@ def run_variant(args: argparse.Namespace, variant: Variant) -> dict[str, Any]:
     return {
         "variant": variant.label,
         **rates,
+        **({"phases": dict(clock.seconds), "timed_steps": args.steps} if clock else {}),
         "replay_bytes_per_transition": replay_bytes_per_transition(model.replay_buffer),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_gpu_mib": th.cuda.max_memory_allocated() / 2**20 if cuda else 0.0,
@@ -191,16 +202,33 @@ def median_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
         return next(r for r in runs if "status" in r)
     row = {"variant": runs[0]["variant"], "repeats": len(runs)}
     for key in runs[0]:
-        if key != "variant":
+        if key == "phases":  # mean CPU seconds per phase
+            row[key] = {path: float(np.mean([r[key].get(path, 0.0) for r in runs])) for path in runs[0][key]}
+        elif key != "variant":
             values = [r[key] for r in runs]
             row[key] = float(np.median(values)) if "per" in key else max(values)
     return row
 
 
+def print_phases(rows: list[dict[str, Any]], n_envs: int) -> None:
+    """Each variant's timed CPU time by phase (exclusive, as ``scripts/profile_run.py`` counts it): microseconds per
+    vector step of ``n_envs`` env steps, and share."""
+    for r in rows:
+        if "phases" not in r:
+            continue
+        phases, vector_steps = r["phases"], r["timed_steps"] / n_envs
+        total = sum(phases.values())
+        print(f"\n{r['variant']}: {total / vector_steps * 1e6:,.0f} us of timed CPU per vector step")
+        for path, seconds in sorted(phases.items(), key=lambda kv: -kv[1]):
+            print(f"  {path:<48} {seconds / vector_steps * 1e6:8.1f} us {seconds / total:6.1%}")
+
+
 def print_table(rows: list[dict[str, Any]], transitions: int) -> None:
+    """The rows, with speeds relative to stock SB3 and, per CPU-second, to the ``network-only`` floor (if run)."""
     base = next((r for r in rows if r["variant"] == "sb3" and "status" not in r), None)
-    header = (f"{'variant':<19} {'steps/s':>8} {'x SB3':>6} {'steps/CPU-s':>11} {'x SB3':>6} {'updates/s':>9} "
-              f"{'replay B/trans':>14} {'10x100k GiB':>11} {'peak RSS MiB':>12} {'peak GPU MiB':>12}")
+    floor = next((r for r in rows if r["variant"] == "network-only" and "status" not in r), None)
+    header = (f"{'variant':<19} {'steps/s':>8} {'x SB3':>6} {'steps/CPU-s':>11} {'x SB3':>6} {'x floor':>7} "
+              f"{'updates/s':>9} {'replay B/trans':>14} {'10x100k GiB':>11} {'peak RSS MiB':>12} {'peak GPU MiB':>12}")
     print(header)
     print("-" * len(header))
     for r in rows:
@@ -209,8 +237,9 @@ def print_table(rows: list[dict[str, Any]], transitions: int) -> None:
             continue
         wall = f"{r['env_steps_per_s'] / base['env_steps_per_s']:6.2f}" if base else f"{'-':>6}"
         cpu = f"{r['env_steps_per_cpu_s'] / base['env_steps_per_cpu_s']:6.2f}" if base else f"{'-':>6}"
+        of_floor = f"{r['env_steps_per_cpu_s'] / floor['env_steps_per_cpu_s']:7.2f}" if floor else f"{'-':>7}"
         print(f"{r['variant']:<19} {r['env_steps_per_s']:8.1f} {wall} {r['env_steps_per_cpu_s']:11.1f} {cpu} "
-              f"{r['updates_per_s']:9.1f} {r['replay_bytes_per_transition']:14,.0f} "
+              f"{of_floor} {r['updates_per_s']:9.1f} {r['replay_bytes_per_transition']:14,.0f} "
               f"{r['replay_bytes_per_transition'] * transitions / 2**30:11.2f} "
               f"{r['peak_rss_mib']:12,.0f} {r['peak_gpu_mib']:12,.0f}")
 
@@ -229,6 +258,8 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {', '.join(VARIANTS)}")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--profile", type=Path, help="write cProfile stats of each timed phase to DIR/<variant>.prof")
+    parser.add_argument("--phases", action="store_true", help="time the timed phase's parts (env step, replay, "
+                        "forward, backward, ...) with scripts/profile_run.py's clock and print them (~1%% slower)")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # run one variant in this process, print its row as JSON
     args = parser.parse_args()
     if args.threads:
@@ -261,6 +292,7 @@ def main() -> None:
                "gpu": th.cuda.get_device_name() if args.device == "cuda" else None}
     print(json.dumps(machine))
     print_table(rows, transitions=10 * 100_000)
+    print_phases(rows, args.n_envs)
     if args.json:
         args.json.write_text(json.dumps({**machine, "rows": rows}, indent=2))
 

@@ -76,3 +76,24 @@ def test_episodes_that_end_on_their_own_are_not_cut() -> None:
     result = play_episodes(AGENT, "Pong", 0, episodes=2, max_steps=5_000, epsilon=1.0, seed=3, env_options=ENV)
     assert result.cut_episodes == 0 and all(r <= -15 for r in result.returns)
     assert np.isfinite(result.mean)
+
+
+def test_the_given_task_id_plays_as_an_inferrer_that_always_names_it() -> None:
+    """With the task id given, all envs act from one forward; the episodes are those of the per-id path (an
+    inferrer that always answers the same id), bit for bit, with a network whose actions depend on the frames."""
+    from gymnasium import spaces
+
+    from agents.networks import build_q_network
+    from envs import make_vec_env
+
+    env = make_vec_env("minatar/breakout", n_envs=1, seed=0)
+    th.manual_seed(0)
+    q_net = build_q_network(env.observation_space, spaces.Discrete(env.action_space.n), {"kind": "conv"})
+    q_net.grow_to(3)
+    agent = type("Agent", (), {"q_net": q_net, "device": th.device("cpu")})()
+    options = {"sticky_actions": 0.1, "max_episode_steps": 1_000}
+    given = play_episodes(agent, "minatar/breakout", 2, episodes=6, max_steps=1_000, epsilon=0.05, seed=4,
+                          env_options=options)
+    named = play_episodes(agent, "minatar/breakout", 2, episodes=6, max_steps=1_000, epsilon=0.05, seed=4,
+                          env_options=options, infer_task=lambda *_: 2, candidate_task_ids=[0, 1, 2])
+    assert given.returns == named.returns and named.inferred_task_ids == [2] * 6

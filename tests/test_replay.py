@@ -118,6 +118,30 @@ def test_random_episode_structure_round_trips(seed: int) -> None:
         assert_same_transitions(frame, reference)
 
 
+def test_one_frame_observations_round_trip_across_the_ring_end() -> None:
+    """Stacks of one frame (MinAtar's default), random episode starts: the usual step writes each env's next_obs
+    alone, a start also its obs; writes that run past the end of the frame ring continue at its start."""
+    n_envs, shape = 3, (4, 10, 10)
+    frame, reference = make_pair(spaces.Box(0, 255, shape, dtype=np.uint8), spaces.Discrete(6), 8 * n_envs, n_envs)
+    assert frame.stack == 1
+    rng = np.random.default_rng(5)
+    obs = rng.integers(0, 2, (n_envs, *shape), dtype=np.uint8) * 255
+    straddled = 0
+    for _ in range(120):
+        next_obs = rng.integers(0, 2, (n_envs, *shape), dtype=np.uint8) * 255
+        dones = rng.random(n_envs) < 0.2
+        infos = [{"TimeLimit.truncated": bool(t)} for t in dones & (rng.random(n_envs) < 0.5)]
+        written, slots = frame.frames_written, len(frame.frames)
+        args = (obs, next_obs, rng.integers(6, size=n_envs), rng.normal(size=n_envs).astype(np.float32), dones, infos)
+        frame.add(*args)
+        reference.add(*args)
+        straddled += len(frame.frames) == slots and written % slots + frame.frames_written - written > slots
+        obs = np.where(dones[:, None, None, None], rng.integers(0, 2, (n_envs, *shape), dtype=np.uint8) * 255,
+                       next_obs)
+        assert_same_transitions(frame, reference)
+    assert straddled > 0
+
+
 def filled_buffer(n_envs: int, transitions_per_env: int, buffer_size: int) -> FrameReplayBuffer:
     """A buffer of random sliding 8x8 stacks whose reward is the transition's flat index ``pos * n_envs + env``."""
     obs_space = spaces.Box(0, 255, (4, 8, 8), dtype=np.uint8)

@@ -79,20 +79,23 @@ def play_episodes(
     histories: list[list[th.Tensor]] = [[] for _ in range(n_envs)]  # this episode's first observations, per env
     # per env, per counted episode: (return, the task id it played with, cut by max_steps)
     played: list[list[tuple[float, int, bool]]] = [[] for _ in range(n_envs)]
+    left = episodes  # episodes still to count
     try:
         obs = env.reset()
         with th.no_grad():
-            while any(len(p) < t for p, t in zip(played, targets)):
+            while left:
                 obs_t = th.as_tensor(obs, device=agent.device)
-                if infer_task is not None:
+                if infer_task is None:  # every env plays as task_id: the loop below with one id, without its indexing
+                    actions = q_net(obs_t, task_id=int(task_id)).argmax(dim=1).cpu().numpy()
+                else:
                     for i in range(n_envs):
                         if len(histories[i]) < infer_steps and len(played[i]) < targets[i]:
                             histories[i].append(obs_t[i])
                             task_ids[i] = infer_task(q_net, th.stack(histories[i]), candidate_task_ids)
-                actions = np.empty(n_envs, dtype=np.int64)
-                for tid in np.unique(task_ids):
-                    rows = np.flatnonzero(task_ids == tid)
-                    actions[rows] = q_net(obs_t[rows], task_id=int(tid)).argmax(dim=1).cpu().numpy()
+                    actions = np.empty(n_envs, dtype=np.int64)
+                    for tid in np.unique(task_ids):
+                        rows = np.flatnonzero(task_ids == tid)
+                        actions[rows] = q_net(obs_t[rows], task_id=int(tid)).argmax(dim=1).cpu().numpy()
                 explore = rng.random(n_envs) < epsilon
                 actions = np.where(explore, rng.integers(env.action_space.n, size=n_envs), actions)
                 obs, _, dones, infos = env.step(actions)
@@ -100,6 +103,7 @@ def play_episodes(
                     if len(played[i]) < targets[i]:
                         cut = cuts_are_eval and bool(infos[i].get("TimeLimit.truncated", False))
                         played[i].append((float(infos[i]["episode"]["r"]), int(task_ids[i]), cut))
+                        left -= 1
                     histories[i] = []  # the observation just returned is the next episode's first
     finally:
         env.close()
