@@ -79,7 +79,9 @@ def make_agent(family: str, method: str, optimizer: str, modulation: bool) -> Co
         "games": list(games), "method": method, "n_envs": 2, "agent.optimizer": optimizer,
         "network.task_modulation": modulation, "agent.learning_starts": 64, "agent.buffer_size": 1_000,
         "agent.batch_size": 8, "agent.train_freq": 1, "agent.gradient_steps": 1, "agent.target_update_interval": 40,
-        "agent.double_q": True, "agent.learning_rate": 1e-3, **network,
+        "agent.double_q": True, "agent.learning_rate": 1e-3,
+        # recycling within the test's 48 gradient steps per game: ReDo every 8, CBP on units older than 8
+        "redo.every": 8, "redo.batch_size": 8, "cbp.maturity": 8, "cbp.replacement_rate": 0.05, **network,
     })
     return build_agent(cfg, make_vec_env(cfg.games[0], n_envs=2, seed=0), "cpu")
 
@@ -260,6 +262,8 @@ def test_method_acts_with_what_it_learned(tmp_path: Path, family: str, method: s
     assert_acts_with_current_parameters(loaded)
     for name, p in agent.q_net.state_dict().items():
         assert th.equal(p, loaded.q_net.state_dict()[name]), name
+    recycled = {k: v for k, v in agent.method.scalars().items() if k in ("redo/recycled_units", "cbp/replaced_units")}
+    assert all(v > 0 for v in recycled.values()), f"no unit was recycled, so the checks above tested none: {recycled}"
     loaded.resume_task()
     train_and_check_parameters(loaded, STEPS)  # a resumed agent trains and acts like any other
     assert_acts_with_current_parameters(loaded)
