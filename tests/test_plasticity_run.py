@@ -66,7 +66,12 @@ def test_the_report_plots_the_measures(runs: dict[str, Path], tmp_path: Path) ->
     crl("report", str(runs["on"]), "--out", str(tmp_path / "report"))
     assert (tmp_path / "report" / "plasticity.png").stat().st_size > 10_000
     text = (tmp_path / "report" / "report.md").read_text()
-    assert "## Plasticity" in text and "| finetune | 2 |" in text
+    assert "## Plasticity" in text
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
     ends = summary["groups"][0]["runs"][0]["plasticity_measures"]
     assert [e["block"] for e in ends] == [0, 1]
+    assert [sorted(e["games"]) for e in ends] == [["minatar/space_invaders"],
+                                                    ["minatar/breakout", "minatar/space_invaders"]]
+    # one row per probe: Space Invaders' at both block ends, Breakout's only once its probe exists
+    assert "| finetune | minatar/space_invaders | 2 |" in text and "| finetune | minatar/breakout | 2 |" in text
+    assert "| finetune | minatar/breakout | 1 |" not in text

@@ -100,15 +100,15 @@ PLASTICITY_PANELS = (
 
 
 def _plasticity_series(records: Sequence[Record], measure: str) -> dict[float, float]:
-    """step -> a plasticity measure: the network's, or a per-game one averaged over the games probed by then."""
+    """step -> a plasticity measure: the network's, or a per-game one on the first game's probe, the one probe
+    measured from the start (an average over the games probed by then would jump when a new probe joins)."""
     out = {}
+    first = next(iter(records[0]["games"]), None) if records else None
     for r in records:
         if measure in r["network"]:
             out[float(r["step"])] = float(r["network"][measure])
-        else:
-            values = [g[measure] for g in r["games"].values() if g.get(measure) is not None]
-            if values:
-                out[float(r["step"])] = float(np.mean(values))
+        elif first is not None and r["games"].get(first, {}).get(measure) is not None:
+            out[float(r["step"])] = float(r["games"][first][measure])
     return out
 
 
@@ -130,7 +130,8 @@ def plasticity_curves(records_by_label: Mapping[str, Sequence[Sequence[Record]]]
     handles, _ = axes[0].get_legend_handles_labels()  # none when the first measure has no value yet
     fig.legend(handles=handles, loc="outside lower center", ncol=max(1, min(len(handles), 4)), fontsize=9,
                frameon=False)
-    fig.suptitle("Plasticity on each game's fixed probe batch (mean over seeds, 95% bootstrap band)")
+    fig.suptitle("Plasticity: units and features on the first game's fixed probe batch, weights and gradient of the "
+                 "network (mean over seeds, 95% bootstrap band)")
     return fig
 
 

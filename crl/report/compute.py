@@ -163,20 +163,17 @@ NETWORK_MEASURES = ("weight_rms", "weight_distance", "grad_norm")
 
 
 def plasticity_at_block_ends(run: Run) -> list[dict[str, Any]]:
-    """Per finished block, the plasticity record of its last evaluation: the network's measures and the per-game
-    ones averaged over the games probed by then (empty when the run did not measure)."""
+    """Per finished block, the plasticity record of its last evaluation: the network's measures, and under
+    ``games`` the per-game ones of every game probed by then (empty when the run did not measure)."""
     out = []
     for b in range(run.blocks_finished):
         last = [r for r in run.plasticity if r["block"] == b]
         if not last:
             continue
         record = last[-1]
-        games = list(record["games"].values())
-        row = {"block": b, "step": record["step"], **{k: record["network"].get(k) for k in NETWORK_MEASURES}}
-        for key in PLASTICITY_MEASURES:
-            values = [g[key] for g in games if g.get(key) is not None]
-            row[key] = float(np.mean(values)) if values else None
-        out.append(row)
+        out.append({"block": b, "step": record["step"], **{k: record["network"].get(k) for k in NETWORK_MEASURES},
+                    "games": {game: {k: measures.get(k) for k in PLASTICITY_MEASURES}
+                              for game, measures in record["games"].items()}})
     return out
 
 

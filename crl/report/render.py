@@ -261,20 +261,28 @@ def _plasticity_section(groups: list[Group], summary: dict[str, Any]) -> list[st
                   "reference runs: `crl report ... --reference RUN_DIR ...`."]
     measured = [g for g in summary["groups"] if any(r["plasticity_measures"] for r in g["runs"])]
     if measured:
-        lines += ["", "The network at the end of each block (mean over seeds; per-game measures averaged over the "
-                  "games probed by then): dormant fractions at tau = 0 (dead), 0.025 and 0.1 (Sokar et al. 2023), "
-                  "effective rank (Roy & Vetterli 2007) and srank (Kumar et al. 2021) of the penultimate features, "
-                  "RMS distance of the weights from their initial values, and the TD loss's gradient norm.", "",
+        lines += ["", "The network at the end of each block, on each game's fixed probe batch (mean over seeds): "
+                  "dormant fractions at tau = 0 (dead), 0.025 and 0.1 (Sokar et al. 2023), effective rank (Roy & "
+                  "Vetterli 2007) and srank (Kumar et al. 2021) of the penultimate features; and the network's "
+                  "RMS distance of the weights from their initial values and the TD loss's gradient norm on the "
+                  "block's game (the same on every probe's row). A game's probe joins at the end of its first "
+                  "block.", "",
                   "![plasticity measures](plasticity.png)", "",
-                  "| group | block | dead | dormant 0.025 | dormant 0.1 | eff. rank | srank | weight distance | "
-                  "grad norm |", "|---|---|---|---|---|---|---|---|---|"]
-        keys = ("dormant_0", "dormant_0.025", "dormant_0.1", "effective_rank", "stable_rank", "weight_distance",
-                "grad_norm")
+                  "| group | probe | block | dead | dormant 0.025 | dormant 0.1 | eff. rank | srank | "
+                  "weight distance | grad norm |", "|---|---|---|---|---|---|---|---|---|---|"]
+        per_game = ("dormant_0", "dormant_0.025", "dormant_0.1", "effective_rank", "stable_rank")
+        network = ("weight_distance", "grad_norm")
         for g in measured:
             blocks = min(len(r["plasticity_measures"]) for r in g["runs"])
-            for b in range(blocks):
-                cells = [_mean_cell([r["plasticity_measures"][b][k] for r in g["runs"]]) for k in keys]
-                lines.append(f"| {g['label']} | {b + 1} | " + " | ".join(cells) + " |")
+            ends = [[r["plasticity_measures"][b] for r in g["runs"]] for b in range(blocks)]
+            probes = list(dict.fromkeys(game for per_block in ends for e in per_block for game in e["games"]))
+            for game in probes:
+                for b, per_run in enumerate(ends):
+                    if not any(game in e["games"] for e in per_run):
+                        continue
+                    cells = [_mean_cell([e["games"].get(game, {}).get(k) for e in per_run]) for k in per_game]
+                    cells += [_mean_cell([e[k] for e in per_run]) for k in network]
+                    lines.append(f"| {g['label']} | {game} | {b + 1} | " + " | ".join(cells) + " |")
     return lines
 
 
