@@ -158,6 +158,19 @@ def plasticity_by_visit(rows_per_run: list[list[dict[str, Any]]]) -> list[dict[s
     return out
 
 
+def later_visits_auc_gap(rows_per_run: list[list[dict[str, Any]]]) -> dict[str, Any]:
+    """The AUC gap averaged over every block after a game's first visit, per run, then over runs: one number for
+    "does the continual agent learn its games worse than a fresh network once it has seen them" (below 0: yes)."""
+    from crl.analysis.stats import seed_statistic
+
+    per_run = []
+    for rows in rows_per_run:
+        gaps = [r["auc"] - r["fresh_auc"] for r in rows
+                if r["visit"] >= 2 and r["auc"] is not None and r["fresh_auc"] is not None]
+        per_run.append(float(np.mean(gaps)) if gaps else None)
+    return seed_statistic(per_run).as_dict()
+
+
 PLASTICITY_MEASURES = ("dormant_0", "dormant_0.025", "dormant_0.1", "effective_rank", "stable_rank", "feature_norm")
 NETWORK_MEASURES = ("weight_rms", "weight_distance", "grad_norm")
 
@@ -277,6 +290,7 @@ def build_summary(groups: list[Group], references: list[Run]) -> dict[str, Any]:
             "partial": any(r.partial for r in group.runs),
             "statistics": {key: s.as_dict() for key, s in stats.items()},
             "plasticity_by_visit": plasticity_by_visit([p["plasticity_blocks"] for p in per_run]),
+            "later_visits_auc_gap": later_visits_auc_gap([p["plasticity_blocks"] for p in per_run]),
             "runs": per_run,
         })
     first = layout_run([g.runs[0] for g in groups])

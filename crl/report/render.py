@@ -256,6 +256,13 @@ def _plasticity_section(groups: list[Group], summary: dict[str, Any]) -> list[st
                 cells = [format_statistic(SeedStatistic(**v[k])) for k in ("auc", "fresh_auc", "auc_gap", "final",
                                                                             "final_gap")]
                 lines.append(f"| {g['label']} | {v['visit']} | " + " | ".join(cells) + " |")
+        later = [g for g in summary["groups"] if g["later_visits_auc_gap"]["n"]]
+        if later:
+            lines += ["", "Later visits in one number: the AUC gap averaged over every block after a game's first, per "
+                      "run, then over runs (below 0: once it has seen its games, the agent learns them worse than a "
+                      "fresh network).", "", "| group | AUC gap, later visits |", "|---|---|"]
+            lines += [f"| {g['label']} | {format_statistic(SeedStatistic(**g['later_visits_auc_gap']))} |"
+                      for g in later]
     else:
         lines += ["The plasticity view (each visit's learning against a fresh network's) needs single-game "
                   "reference runs: `crl report ... --reference RUN_DIR ...`."]
