@@ -33,18 +33,24 @@ def cpu_minutes(records: Path) -> dict[str, float]:
     return {name: sum(a.get("cpu_s", 0.0) for a in run["attempts"]) / 60 for name, run in runs.items()}
 
 
+def nominal(step: int) -> int:
+    """An evaluation's step to the nearest thousand: a resumed run's evaluations land a few steps (one vector step)
+    off the planned ones (200,004 for 200,000), and belong in the same column."""
+    return round(step / 1000) * 1000
+
+
 def table(records: Path) -> list[str]:
     """The markdown table (header and rows) of every finished or partial run under ``records/runs``."""
     runs = [load_run(p) for p in sorted((records / "runs").iterdir()) if (p / "evals.jsonl").exists()]
     if not runs:
         raise BadInput(f"{records / 'runs'} holds no runs with evaluations")
-    steps = sorted({e["step"] for run in runs for e in run.evals})
+    steps = sorted({nominal(e["step"]) for run in runs for e in run.evals})
     cpu = cpu_minutes(records)
     header = ["run", "game", "seed", *(f"{s // 1000}k" for s in steps), "best", "random", "reference", "CPU-min"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for run in runs:
         for game in run.games:
-            by_step = {e["step"]: e["mean_return"] for e in run.evals if e["game"] == game}
+            by_step = {nominal(e["step"]): e["mean_return"] for e in run.evals if e["game"] == game}
             ref = references(game)
             cells = [run.path.name, game, str(run.seed), *(f"{by_step[s]:.1f}" if s in by_step else "" for s in steps),
                      f"{max(by_step.values()):.1f}", *((f"{r:.1f}" for r in ref) if ref else ("", "")),

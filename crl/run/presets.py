@@ -90,10 +90,10 @@ FIXED: dict[str, tuple[str, dict[str, Any]]] = {
         },
     ),
     ATARI_CPU: (
-        "real Atari that learns on a CPU: Boxing then Freeway, 200,000 steps each, a narrow Nature CNN (16-32-32, "
+        "real Atari that learns on a CPU: Road Runner then Freeway, 200,000 steps each, a narrow Nature CNN (16-32-32, "
         "256 units), one gradient step per 2 transitions, epsilon over 50,000 steps (docs/results/atari-cpu.md)",
         {
-            "games": ["boxing", "freeway"], "steps_per_game": 200_000, "n_envs": 4,
+            "games": ["road_runner", "freeway"], "steps_per_game": 200_000, "n_envs": 4,
             "eval.every": 20_000, "eval.episodes": 5, "eval.max_steps": 10_000,
             "network.conv_channels": [16, 32, 32], "network.hidden": 256,
             "agent.learning_rate": 1e-4, "agent.buffer_size": 100_000, "agent.learning_starts": 5_000,
