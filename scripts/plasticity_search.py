@@ -1,0 +1,88 @@
+"""The plasticity protocol search in one table: per protocol, fine-tuning's later visits against a fresh network's.
+
+Each argument is a sweep's records directory (a spec.yaml, sweep.json and a report written by
+``crl sweep --report``). A row is that sweep's fine-tuning group: the protocol change (the spec's ``base`` keys
+beyond the preset, ``device`` left out), the AUC gap over later visits (the number the protocol rule chooses by),
+the last visit's final gap, the first game's probe at the last block end (dead units, srank), and fine-tuning's CPU
+seconds per run.
+
+    python scripts/plasticity_search.py benchmarks/results/plasticity/tune benchmarks/results/plasticity/protocol-*
+
+Exit status 2, with one line, when a directory is not such a sweep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REFERENCE_METHOD = "finetune"
+
+
+def change(spec: dict[str, Any]) -> str:
+    """The spec's departure from its preset, as ``key=value`` pairs (``none`` when there is none)."""
+    base = {k: v for k, v in (spec.get("base") or {}).items() if k != "device"}
+    return ", ".join(f"{k}={v}" for k, v in base.items()) or "none (the preset)"
+
+
+def cpu_seconds(sweep: dict[str, Any]) -> list[float]:
+    """CPU seconds of each fine-tuning sequence run, over all its attempts."""
+    return [sum(a.get("cpu_s", 0.0) for a in run["attempts"]) for run in sweep["runs"].values()
+            if run["kind"] == "run" and run["overrides"].get("method") == REFERENCE_METHOD]
+
+
+def row(records: Path) -> str:
+    """The table row of one sweep's fine-tuning group."""
+    try:
+        spec = yaml.safe_load((records / "spec.yaml").read_text())
+        sweep = json.loads((records / "sweep.json").read_text())
+        summary = json.loads(next(records.glob("report/**/summary.json")).read_text())
+    except (OSError, StopIteration, ValueError) as e:
+        raise ValueError(f"{records} is not a sweep with a report ({e})") from None
+    group = next((g for g in summary["groups"] if g["label"] == REFERENCE_METHOD), None)
+    if group is None:
+        raise ValueError(f"{records} has no '{REFERENCE_METHOD}' group")
+    later = group["later_visits_auc_gap"]
+    last_visit = group["plasticity_by_visit"][-1]
+    ends = [r["plasticity_measures"][-1] for r in group["runs"] if r["plasticity_measures"]]
+    first_game = next(iter(ends[0]["games"])) if ends else None
+    dead = [e["games"][first_game]["dormant_0"] for e in ends] if first_game else []
+    srank = [e["games"][first_game]["stable_rank"] for e in ends] if first_game else []
+    cpu = cpu_seconds(sweep)
+    cells = [f"`{records.name}`", change(spec), str(later["n"]), _num(later["mean"]), str(last_visit["visit"]),
+             _num(last_visit["final_gap"]["mean"]), _num(_mean(dead)), _num(_mean(srank), 0), _num(_mean(cpu), 0)]
+    return "| " + " | ".join(cells) + " |"
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _num(value: float | None, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+HEADER = ["records", "change of protocol", "seeds", "AUC gap, later visits", "last visit",
+          "final gap, last visit", "dead units, last block", "srank, last block", "CPU-s per run"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("records", type=Path, nargs="+", help="sweep records directories")
+    args = parser.parse_args(argv)
+    try:
+        rows = [row(r) for r in args.records]
+    except ValueError as e:
+        print(f"plasticity_search: error: {e}", file=sys.stderr)
+        return 2
+    print("\n".join(["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER), *rows]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
