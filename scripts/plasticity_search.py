@@ -68,7 +68,7 @@ def _num(value: float | None, digits: int = 2) -> str:
 
 
 HEADER = ["records", "change of protocol", "seeds", "AUC gap, later visits", "last visit",
-          "final gap, last visit", "dead units, last block", "srank, last block", "CPU-s per run"]
+          "final gap, last visit", "dead units (first game's probe, last block)", "srank (same)", "CPU-s per run"]
 
 
 def main(argv: list[str] | None = None) -> int:
