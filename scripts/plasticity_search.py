@@ -2,9 +2,9 @@
 
 Each argument is a sweep's records directory (a spec.yaml, sweep.json and a report written by
 ``crl sweep --report``). A row is that sweep's fine-tuning group: the protocol change (the spec's ``base`` keys
-beyond the preset, ``device`` left out), the AUC gap over later visits (the number the protocol rule chooses by),
-the last visit's final gap, the first game's probe at the last block end (dead units, srank), and fine-tuning's CPU
-seconds per run.
+beyond the preset, ``device`` left out), the AUC gap over later visits (the number the protocol rule chooses by)
+and each game's alone, the last visit's final gap, the first game's probe at the last block end (dead units,
+srank), fine-tuning's CPU seconds per run and the whole sweep's CPU hours (references included).
 
     python scripts/plasticity_search.py benchmarks/results/plasticity/tune benchmarks/results/plasticity/protocol-*
 
@@ -39,23 +39,32 @@ def cpu_seconds(sweep: dict[str, Any]) -> list[float]:
 def row(records: Path) -> str:
     """The table row of one sweep's fine-tuning group."""
     try:
-        spec = yaml.safe_load((records / "spec.yaml").read_text())
-        sweep = json.loads((records / "sweep.json").read_text())
-        summary = json.loads(next(records.glob("report/**/summary.json")).read_text())
-    except (OSError, StopIteration, ValueError) as e:
-        raise ValueError(f"{records} is not a sweep with a report ({e})") from None
+        return _row(records)
+    except (OSError, StopIteration, ValueError, yaml.YAMLError, KeyError, IndexError, TypeError, AttributeError) as e:
+        reason = " ".join(str(e).split())  # one line, whatever the parser printed
+        raise ValueError(f"{records} is not a sweep with a report ({type(e).__name__}: {reason})") from None
+
+
+def _row(records: Path) -> str:
+    spec = yaml.safe_load((records / "spec.yaml").read_text())
+    sweep = json.loads((records / "sweep.json").read_text())
+    summary = json.loads(next(records.glob("report/**/summary.json")).read_text())
     group = next((g for g in summary["groups"] if g["label"] == REFERENCE_METHOD), None)
     if group is None:
-        raise ValueError(f"{records} has no '{REFERENCE_METHOD}' group")
+        raise ValueError(f"no '{REFERENCE_METHOD}' group")
     later = group["later_visits_auc_gap"]
+    by_game = ", ".join(f"{game.split('/')[-1]} {_num(stat['mean'])}"
+                        for game, stat in group["later_visits_auc_gap_by_game"].items() if stat["n"])
     last_visit = group["plasticity_by_visit"][-1]
-    ends = [r["plasticity_measures"][-1] for r in group["runs"] if r["plasticity_measures"]]
-    first_game = next(iter(ends[0]["games"])) if ends else None
-    dead = [e["games"][first_game]["dormant_0"] for e in ends] if first_game else []
-    srank = [e["games"][first_game]["stable_rank"] for e in ends] if first_game else []
+    measured = [r["plasticity_measures"] for r in group["runs"] if r["plasticity_measures"]]
+    first_game = next(iter(measured[0][0]["games"])) if measured else None  # probed from the first block end
+    dead = [m[-1]["games"][first_game]["dormant_0"] for m in measured]
+    srank = [m[-1]["games"][first_game]["stable_rank"] for m in measured]
     cpu = cpu_seconds(sweep)
-    cells = [f"`{records.name}`", change(spec), str(later["n"]), _num(later["mean"]), str(last_visit["visit"]),
-             _num(last_visit["final_gap"]["mean"]), _num(_mean(dead)), _num(_mean(srank), 0), _num(_mean(cpu), 0)]
+    sweep_hours = sum(a.get("cpu_s", 0.0) for run in sweep["runs"].values() for a in run["attempts"]) / 3600
+    cells = [f"`{records.name}`", change(spec), str(later["n"]), _num(later["mean"]), by_game or "n/a",
+             str(last_visit["visit"]), _num(last_visit["final_gap"]["mean"]), _num(_mean(dead)), _num(_mean(srank), 0),
+             _num(_mean(cpu), 0), _num(sweep_hours)]
     return "| " + " | ".join(cells) + " |"
 
 
@@ -67,8 +76,9 @@ def _num(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-HEADER = ["records", "change of protocol", "seeds", "AUC gap, later visits", "last visit",
-          "final gap, last visit", "dead units (first game's probe, last block)", "srank (same)", "CPU-s per run"]
+HEADER = ["records", "change of protocol", "seeds", "AUC gap, later visits", "per game", "last visit",
+          "final gap, last visit", "dead units (first game's probe, last block)", "srank (same)",
+          "CPU-s per fine-tuning run", "CPU-h, whole sweep"]
 
 
 def main(argv: list[str] | None = None) -> int:

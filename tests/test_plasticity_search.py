@@ -18,12 +18,30 @@ RECORDS = ROOT / "benchmarks/results/plasticity"
 def test_a_row_names_the_change_and_the_later_visits_gap(capsys: pytest.CaptureFixture[str]) -> None:
     assert plasticity_search.main([str(RECORDS / "tune"), str(RECORDS / "protocol-replay4x")]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[2].startswith("| `tune` | none (the preset) | 1 | 0.23 | 5 |")
-    assert lines[3].startswith("| `protocol-replay4x` | agent.gradient_steps=16 | 1 | 0.14 | 5 | -0.10 |")
+    assert lines[2].startswith("| `tune` | none (the preset) | 1 | 0.23 | space_invaders 0.11, breakout 0.34 | 5 |")
+    assert lines[3].startswith("| `protocol-replay4x` | agent.gradient_steps=16 | 1 | 0.14 | space_invaders 0.03, "
+                               "breakout 0.25 | 5 | -0.10 | 0.66 | 22 | 708 | 0.23 |")
 
 
-def test_a_directory_that_is_not_a_sweep_is_one_line_and_status_2(tmp_path: Path,
+@pytest.mark.parametrize("spec", [None, "", ": [\n  - x\n"])
+def test_a_directory_that_is_not_a_sweep_is_one_line_and_status_2(spec: str | None, tmp_path: Path,
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    if spec is not None:
+        (tmp_path / "spec.yaml").write_text(spec)
     assert plasticity_search.main([str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is not a sweep with a report" in err
+
+
+def test_references_with_the_same_settings_are_identical_across_specs() -> None:
+    # the page's determinism claim: ten cycles repeat the five-cycle run's blocks, and each pair of specs with the
+    # same settings trained byte-identical references
+    pairs = [("tune", "protocol-cycles10"), ("protocol-replay4x", "protocol-replay4x-cycles10")]
+    for a, b in pairs:
+        for game in ("space_invaders", "breakout"):
+            for name in ("evals.jsonl", "plasticity.jsonl", "metrics.json"):
+                ref = f"runs/ref-minatar_{game}-s1000/{name}"
+                assert (RECORDS / a / ref).read_bytes() == (RECORDS / b / ref).read_bytes(), (a, b, ref)
+    five = (RECORDS / "tune/runs/finetune-s1000/evals.jsonl").read_text().splitlines()
+    ten = (RECORDS / "protocol-cycles10/runs/finetune-s1000/evals.jsonl").read_text().splitlines()
+    assert len(five) == 80 and ten[:80] == five

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from crl.report.compute import later_visits_auc_gap, plasticity_by_visit
+from crl.report.compute import later_visits_auc_gap, later_visits_auc_gap_by_game, plasticity_by_visit
 
 
 def row(game: str, visit: int, auc: float | None, fresh: float | None = 0.2) -> dict:
@@ -32,3 +32,12 @@ def test_the_per_visit_gap_is_the_agents_learning_minus_the_fresh_networks() -> 
     assert [v["visit"] for v in by_visit] == [1, 2]
     assert by_visit[0]["auc_gap"]["mean"] == pytest.approx(0.3)
     assert by_visit[1]["auc_gap"]["mean"] == pytest.approx(-0.1)
+
+
+def test_each_games_later_visits_alone_show_a_loss_the_average_hides() -> None:
+    rows = [row("a", 1, 0.3), row("b", 1, 0.3), row("a", 2, 0.0), row("b", 2, 0.5)]
+    assert later_visits_auc_gap([rows])["mean"] == pytest.approx(0.05)
+    by_game = later_visits_auc_gap_by_game([rows])
+    assert list(by_game) == ["a", "b"]
+    assert by_game["a"]["mean"] == pytest.approx(-0.2)
+    assert by_game["b"]["mean"] == pytest.approx(0.3)

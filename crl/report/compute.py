@@ -158,17 +158,25 @@ def plasticity_by_visit(rows_per_run: list[list[dict[str, Any]]]) -> list[dict[s
     return out
 
 
-def later_visits_auc_gap(rows_per_run: list[list[dict[str, Any]]]) -> dict[str, Any]:
-    """The AUC gap averaged over every block after a game's first visit, per run, then over runs: one number for
-    "does the continual agent learn its games worse than a fresh network once it has seen them" (below 0: yes)."""
+def later_visits_auc_gap(rows_per_run: list[list[dict[str, Any]]], game: str | None = None) -> dict[str, Any]:
+    """The AUC gap averaged over every block after a game's first visit (of ``game`` only, when given), per run, then
+    over runs: one number for "does the continual agent learn its games worse than a fresh network once it has seen
+    them" (below 0: yes)."""
     from crl.analysis.stats import seed_statistic
 
     per_run = []
     for rows in rows_per_run:
         gaps = [r["auc"] - r["fresh_auc"] for r in rows
-                if r["visit"] >= 2 and r["auc"] is not None and r["fresh_auc"] is not None]
+                if r["visit"] >= 2 and (game is None or r["game"] == game)
+                and r["auc"] is not None and r["fresh_auc"] is not None]
         per_run.append(float(np.mean(gaps)) if gaps else None)
     return seed_statistic(per_run).as_dict()
+
+
+def later_visits_auc_gap_by_game(rows_per_run: list[list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """``later_visits_auc_gap`` of each game alone: a loss on one game can hide in the average over games."""
+    games = list(dict.fromkeys(r["game"] for rows in rows_per_run for r in rows))
+    return {game: later_visits_auc_gap(rows_per_run, game) for game in games}
 
 
 PLASTICITY_MEASURES = ("dormant_0", "dormant_0.025", "dormant_0.1", "effective_rank", "stable_rank", "feature_norm")
@@ -291,6 +299,7 @@ def build_summary(groups: list[Group], references: list[Run]) -> dict[str, Any]:
             "statistics": {key: s.as_dict() for key, s in stats.items()},
             "plasticity_by_visit": plasticity_by_visit([p["plasticity_blocks"] for p in per_run]),
             "later_visits_auc_gap": later_visits_auc_gap([p["plasticity_blocks"] for p in per_run]),
+            "later_visits_auc_gap_by_game": later_visits_auc_gap_by_game([p["plasticity_blocks"] for p in per_run]),
             "runs": per_run,
         })
     first = layout_run([g.runs[0] for g in groups])

@@ -260,9 +260,13 @@ def _plasticity_section(groups: list[Group], summary: dict[str, Any]) -> list[st
         if later:
             lines += ["", "Later visits in one number: the AUC gap averaged over every block after a game's first, per "
                       "run, then over runs (below 0: once it has seen its games, the agent learns them worse than a "
-                      "fresh network).", "", "| group | AUC gap, later visits |", "|---|---|"]
+                      "fresh network); then each game's alone, since a loss on one game can hide in the average.", "",
+                      "| group | AUC gap, later visits |", "|---|---|"]
             lines += [f"| {g['label']} | {format_statistic(SeedStatistic(**g['later_visits_auc_gap']))} |"
                       for g in later]
+            lines += ["", "| group | game | AUC gap, later visits |", "|---|---|---|"]
+            lines += [f"| {g['label']} | {game} | {format_statistic(SeedStatistic(**stat))} |"
+                      for g in later for game, stat in g["later_visits_auc_gap_by_game"].items() if stat["n"]]
     else:
         lines += ["The plasticity view (each visit's learning against a fresh network's) needs single-game "
                   "reference runs: `crl report ... --reference RUN_DIR ...`."]
@@ -284,12 +288,12 @@ def _plasticity_section(groups: list[Group], summary: dict[str, Any]) -> list[st
             ends = [[r["plasticity_measures"][b] for r in g["runs"]] for b in range(blocks)]
             probes = list(dict.fromkeys(game for per_block in ends for e in per_block for game in e["games"]))
             for game in probes:
-                for b, per_run in enumerate(ends):
+                for per_run in ends:
                     if not any(game in e["games"] for e in per_run):
                         continue
                     cells = [_mean_cell([e["games"].get(game, {}).get(k) for e in per_run]) for k in per_game]
                     cells += [_mean_cell([e[k] for e in per_run]) for k in network]
-                    lines.append(f"| {g['label']} | {game} | {b + 1} | " + " | ".join(cells) + " |")
+                    lines.append(f"| {g['label']} | {game} | {per_run[0]['block'] + 1} | " + " | ".join(cells) + " |")
     return lines
 
 
