@@ -3,7 +3,8 @@
 Each argument is a sweep's records directory (a spec.yaml, sweep.json and a report written by
 ``crl sweep --report``). A row is that sweep's fine-tuning group: the protocol change (the spec's ``base`` keys
 beyond the preset, ``device`` left out), the AUC gap over later visits (the number the protocol rule chooses by)
-and each game's alone, the last visit's final gap, the first game's probe at the last block end (dead units,
+and each game's alone (over the seeds, then per seed: a confirmation on a new seed reads that seed's own
+cell; the fresh network is the mean over the reference seeds, as in ``crl report``), the last visit's final gap, the first game's probe at the last block end (dead units,
 srank), fine-tuning's CPU seconds per run and the whole sweep's CPU hours (references included).
 
     python scripts/plasticity_search.py benchmarks/results/plasticity/tune benchmarks/results/plasticity/protocol-*
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from crl.report.compute import later_visits_auc_gap_by_game
 
 REFERENCE_METHOD = "finetune"
 
@@ -53,8 +56,9 @@ def _row(records: Path) -> str:
     if group is None:
         raise ValueError(f"no '{REFERENCE_METHOD}' group")
     later = group["later_visits_auc_gap"]
-    by_game = ", ".join(f"{game.split('/')[-1]} {_num(stat['mean'])}"
-                        for game, stat in group["later_visits_auc_gap_by_game"].items() if stat["n"])
+    by_game = _by_game(group["later_visits_auc_gap_by_game"])
+    per_seed = "; ".join(f"s{run['seed']}: {_by_game(later_visits_auc_gap_by_game([run['plasticity_blocks']]))}"
+                         for run in sorted(group["runs"], key=lambda r: r["seed"]))
     last_visit = group["plasticity_by_visit"][-1]
     measured = [r["plasticity_measures"] for r in group["runs"] if r["plasticity_measures"]]
     first_game = next(iter(measured[0][0]["games"])) if measured else None  # probed from the first block end
@@ -62,10 +66,14 @@ def _row(records: Path) -> str:
     srank = [m[-1]["games"][first_game]["stable_rank"] for m in measured]
     cpu = cpu_seconds(sweep)
     sweep_hours = sum(a.get("cpu_s", 0.0) for run in sweep["runs"].values() for a in run["attempts"]) / 3600
-    cells = [f"`{records.name}`", change(spec), str(later["n"]), _num(later["mean"]), by_game or "n/a",
+    cells = [f"`{records.name}`", change(spec), str(later["n"]), _num(later["mean"]), by_game or "n/a", per_seed,
              str(last_visit["visit"]), _num(last_visit["final_gap"]["mean"]), _num(_mean(dead)), _num(_mean(srank), 0),
              _num(_mean(cpu), 0), _num(sweep_hours)]
     return "| " + " | ".join(cells) + " |"
+
+
+def _by_game(stats: dict[str, dict[str, Any]]) -> str:
+    return ", ".join(f"{game.split('/')[-1]} {_num(stat['mean'])}" for game, stat in stats.items() if stat["n"])
 
 
 def _mean(values: list[float]) -> float | None:
@@ -76,7 +84,7 @@ def _num(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-HEADER = ["records", "change of protocol", "seeds", "AUC gap, later visits", "per game", "last visit",
+HEADER = ["records", "change of protocol", "seeds", "AUC gap, later visits", "per game", "per seed", "last visit",
           "final gap, last visit", "dead units (first game's probe, last block)", "srank (same)",
           "CPU-s per fine-tuning run", "CPU-h, whole sweep"]
 

@@ -18,9 +18,23 @@ RECORDS = ROOT / "benchmarks/results/plasticity"
 def test_a_row_names_the_change_and_the_later_visits_gap(capsys: pytest.CaptureFixture[str]) -> None:
     assert plasticity_search.main([str(RECORDS / "tune"), str(RECORDS / "protocol-replay4x")]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[2].startswith("| `tune` | none (the preset) | 1 | 0.23 | space_invaders 0.11, breakout 0.34 | 5 |")
+    assert lines[2].startswith("| `tune` | none (the preset) | 1 | 0.23 | space_invaders 0.11, breakout 0.34 | "
+                               "s1000: space_invaders 0.11, breakout 0.34 | 5 |")
     assert lines[3].startswith("| `protocol-replay4x` | agent.gradient_steps=16 | 1 | 0.14 | space_invaders 0.03, "
-                               "breakout 0.25 | 5 | -0.10 | 0.66 | 22 | 708 | 0.23 |")
+                               "breakout 0.25 | s1000: space_invaders 0.03, breakout 0.25 | 5 | -0.10 | 0.66 | 22 | "
+                               "708 | 0.23 |")
+
+
+def test_each_seed_has_its_own_cell_and_their_mean_is_the_groups(capsys: pytest.CaptureFixture[str]) -> None:
+    # a confirmation on a new seed reads that seed's cell, so each must be that seed's run alone
+    assert plasticity_search.main([str(RECORDS / "test")]) == 0
+    cells = capsys.readouterr().out.splitlines()[2].split(" | ")
+    per_game = dict(part.rsplit(" ", 1) for part in cells[4].split(", "))
+    per_seed = [dict(part.rsplit(" ", 1) for part in seed.split(": ")[1].split(", ")) for seed in cells[5].split("; ")]
+    assert [seed.split(":")[0] for seed in cells[5].split("; ")] == ["s0", "s1", "s2"]
+    for game, mean in per_game.items():
+        seeds = [float(s[game]) for s in per_seed]
+        assert len(set(seeds)) > 1 and abs(sum(seeds) / 3 - float(mean)) <= 0.01, (game, seeds, mean)
 
 
 @pytest.mark.parametrize("spec", [None, "", ": [\n  - x\n"])
