@@ -71,10 +71,16 @@ def run_usage(entry: dict) -> dict[str, float]:
     return usage
 
 
+def env_steps(run: Path) -> int:
+    """The environment steps a finished run trained for: its last block's end."""
+    blocks = [json.loads(line) for line in (run / "blocks.jsonl").read_text().splitlines() if line.strip()]
+    return int(blocks[-1]["end_step"])
+
+
 def costs(dest: Path) -> str:
-    """Per configuration (method and the settings the sweep varied, seeds pooled): runs, wall minutes, CPU minutes
-    and peak memory of the run's process (per run over all its attempts, where the sweep recorded them), and the
-    size of the trained Q-network; then the whole stage's totals."""
+    """Per configuration (method and the settings the sweep varied, seeds pooled): runs, wall minutes, CPU minutes,
+    env steps per CPU-second and peak memory of the run's process (per run over all its attempts, where the sweep
+    recorded them), and the size of the trained Q-network; then the whole stage's totals."""
     import numpy as np
 
     state = state_mod.load(dest)
@@ -84,8 +90,12 @@ def costs(dest: Path) -> str:
         if entry["kind"] != "run":
             label = "reference runs (single game)"
         network = json.loads((state_mod.run_dir(dest, name) / "network.json").read_text())
-        groups.setdefault(label, []).append((run_usage(entry), network))
-    lines = ["| configuration | runs | wall min | CPU min | peak RSS MiB | Q-network values |", "|---|---|---|---|---|---|"]
+        usage = run_usage(entry)
+        if "cpu_s" in usage:
+            usage["steps_per_cpu_s"] = env_steps(state_mod.run_dir(dest, name)) / usage["cpu_s"]
+        groups.setdefault(label, []).append((usage, network))
+    lines = ["| configuration | runs | wall min | CPU min | env steps per CPU-s | peak RSS MiB | Q-network values |",
+             "|---|---|---|---|---|---|---|"]
     for label, runs in groups.items():
         def mean(key: str, scale: float = 1.0) -> str:
             values = [usage[key] / scale for usage, _ in runs if key in usage]
@@ -94,11 +104,11 @@ def costs(dest: Path) -> str:
 
         sizes = sorted({n["q_net_values"] for _, n in runs})
         lines.append(f"| {label} | {len(runs)} | {mean('duration_s', 60)} | {mean('cpu_s', 60)} | "
-                     f"{mean('max_rss_mib')} | {', '.join(f'{s:,}' for s in sizes)} |")
+                     f"{mean('steps_per_cpu_s')} | {mean('max_rss_mib')} | {', '.join(f'{s:,}' for s in sizes)} |")
     usages = [run_usage(entry) for entry in state["runs"].values()]
     cpu = [u["cpu_s"] for u in usages if "cpu_s" in u]
     lines.append(f"| all | {len(usages)} | {sum(u.get('duration_s', 0) for u in usages) / 60:.1f} in all | "
-                 f"{sum(cpu) / 60:.1f} in all ({len(cpu)} runs recorded) | | |")
+                 f"{sum(cpu) / 60:.1f} in all ({len(cpu)} runs recorded) | | | |")
     return "\n".join(lines)
 
 
