@@ -57,8 +57,9 @@ def _row(records: Path) -> str:
         raise ValueError(f"no '{REFERENCE_METHOD}' group")
     later = group["later_visits_auc_gap"]
     by_game = _by_game(group["later_visits_auc_gap_by_game"])
-    per_seed = "; ".join(f"s{run['seed']}: {_by_game(later_visits_auc_gap_by_game([run['plasticity_blocks']]))}"
-                         for run in sorted(group["runs"], key=lambda r: r["seed"]))
+    runs = sorted(group["runs"], key=lambda r: r["seed"])
+    per_seed = "; ".join(f"s{r['seed']}: " + (_by_game(later_visits_auc_gap_by_game([r["plasticity_blocks"]])) or "n/a")
+                         for r in runs)
     last_visit = group["plasticity_by_visit"][-1]
     measured = [r["plasticity_measures"] for r in group["runs"] if r["plasticity_measures"]]
     first_game = next(iter(measured[0][0]["games"])) if measured else None  # probed from the first block end

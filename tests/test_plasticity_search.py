@@ -26,7 +26,7 @@ def test_a_row_names_the_change_and_the_later_visits_gap(capsys: pytest.CaptureF
 
 
 def test_each_seed_has_its_own_cell_and_their_mean_is_the_groups(capsys: pytest.CaptureFixture[str]) -> None:
-    # a confirmation on a new seed reads that seed's cell, so each must be that seed's run alone
+    # a confirmation on a new seed reads that seed's cell, so each must come from that seed's fine-tuning run alone
     assert plasticity_search.main([str(RECORDS / "test")]) == 0
     cells = capsys.readouterr().out.splitlines()[2].split(" | ")
     per_game = dict(part.rsplit(" ", 1) for part in cells[4].split(", "))
@@ -59,3 +59,18 @@ def test_references_with_the_same_settings_are_identical_across_specs() -> None:
     five = (RECORDS / "tune/runs/finetune-s1000/evals.jsonl").read_text().splitlines()
     ten = (RECORDS / "protocol-cycles10/runs/finetune-s1000/evals.jsonl").read_text().splitlines()
     assert len(five) == 80 and ten[:80] == five
+
+
+@pytest.mark.parametrize("reference_seeds", [(1000,), (1001,), (1000, 1001)])
+def test_the_8x_confirmation_holds_against_either_reference_seed(reference_seeds: tuple[int, ...]) -> None:
+    # the page's claim: seed 1001's Space Invaders later visits learn worse than a fresh network whichever
+    # reference seeds stand for the fresh network, while Breakout's learn better
+    from crl.report.compute import later_visits_auc_gap_by_game, plasticity_rows, references_by_game
+    from crl.report.records import load_run
+
+    runs = RECORDS / "protocol-replay8x" / "runs"
+    refs = [load_run(runs / f"ref-minatar_{game}-s{seed}") for game in ("space_invaders", "breakout")
+            for seed in reference_seeds]
+    rows = plasticity_rows(load_run(runs / "finetune-s1001"), references_by_game(refs))
+    gaps = later_visits_auc_gap_by_game([rows])
+    assert gaps["minatar/space_invaders"]["mean"] < 0 < gaps["minatar/breakout"]["mean"], gaps
