@@ -5,8 +5,9 @@
 
 DEST mirrors the sweep directory: ``spec.yaml``, ``sweep.json`` (the finished runs with their attempts: wall
 seconds, CPU seconds, peak memory) and ``runs/<name>/`` with config.yaml, evals.jsonl, blocks.jsonl, retention.csv,
-metrics.json, run.json, plasticity.jsonl (where measured) and, for a run resumed from a checkpoint, resumes.jsonl (whether a block refilled its
-replay buffer), plus ``network.json``: the number of values in the trained Q-network (its parameters
+metrics.json, run.json, plasticity.jsonl (where measured), usage.json (what each attempt cost, as the run recorded
+it) and, for a run resumed from a checkpoint, resumes.jsonl (whether a block refilled its replay buffer), plus
+``network.json``: the number of values in the trained Q-network (its parameters
 and buffers, read from the model's weights). So ``crl sweep --report DEST`` regenerates the sweep's report from DEST
 alone. Runs already in DEST are copied again (a finished run's records do not change); each run is written to a
 temporary directory and renamed into place, so an interrupted export leaves no half-written run.
@@ -28,7 +29,7 @@ from crl.run import rundir
 from crl.sweep import state as state_mod
 
 RECORDS = ("config.yaml", "evals.jsonl", "blocks.jsonl", "retention.csv", "metrics.json", "run.json", "resumes.jsonl",
-           "plasticity.jsonl")
+           "plasticity.jsonl", rundir.USAGE)
 
 
 def network_size(model_zip: Path) -> dict[str, int]:
@@ -60,10 +61,24 @@ def export(sweep_dir: Path, dest: Path) -> list[str]:
     return list(finished)
 
 
-def run_usage(entry: dict) -> dict[str, float]:
+def run_usage(entry: dict, run: Path | None = None) -> dict[str, float]:
     """What one run cost over all its attempts (a run stopped and resumed has several): wall and CPU seconds
-    summed, peak memory the largest; a figure no attempt recorded is left out."""
-    attempts = entry["attempts"]
+    summed, peak memory the largest; a figure no attempt recorded is left out. The wall seconds are the sweep's
+    (``entry``'s attempts). The CPU seconds and peak memory are the sweep's too, unless ``run`` (the run's directory)
+    has its own ``usage.json``: that also holds the attempts a killed sweep lost, so it counts instead, with the
+    sweep's attempts that ended before its first one began (made by a crl from before the file existed)."""
+    usage = _totals(entry["attempts"])
+    own = json.loads((run / rundir.USAGE).read_text()) if run is not None and (run / rundir.USAGE).is_file() else []
+    if own:
+        began = min(a["start"] for a in own)
+        before = [{k: a[k] for k in ("cpu_s", "max_rss_mib") if k in a}
+                  for a in entry["attempts"] if a.get("end", began) < began]
+        usage.update(_totals([*before, *own]))  # cpu_s and max_rss_mib: neither list has wall seconds
+    return usage
+
+
+def _totals(attempts: list[dict]) -> dict[str, float]:
+    """Over ``attempts``: wall and CPU seconds summed, peak memory the largest, each where any attempt has it."""
     usage = {key: float(sum(a[key] for a in attempts if key in a))
              for key in ("duration_s", "cpu_s") if any(key in a for a in attempts)}
     if any("max_rss_mib" in a for a in attempts):
@@ -79,8 +94,9 @@ def env_steps(run: Path) -> int:
 
 def costs(dest: Path) -> str:
     """Per configuration (method and the settings the sweep varied, seeds pooled): runs, wall minutes, CPU minutes,
-    env steps per CPU-second and peak memory of the run's process (per run over all its attempts, where the sweep
-    recorded them), and the size of the trained Q-network; then the whole stage's totals."""
+    env steps per CPU-second and peak memory of the run's process (per run over all its attempts: the run's own
+    ``usage.json`` where it has one, else what the sweep recorded, see :func:`run_usage`), and the size of the
+    trained Q-network; then the whole stage's totals."""
     import numpy as np
 
     state = state_mod.load(dest)
@@ -89,10 +105,11 @@ def costs(dest: Path) -> str:
         label = " ".join(f"{k}={v}" for k, v in entry["overrides"].items() if k != "seed")
         if entry["kind"] != "run":
             label = "reference runs (single game)"
-        network = json.loads((state_mod.run_dir(dest, name) / "network.json").read_text())
-        usage = run_usage(entry)
+        run = state_mod.run_dir(dest, name)
+        network = json.loads((run / "network.json").read_text())
+        usage = run_usage(entry, run)
         if "cpu_s" in usage:
-            usage["steps_per_cpu_s"] = env_steps(state_mod.run_dir(dest, name)) / usage["cpu_s"]
+            usage["steps_per_cpu_s"] = env_steps(run) / usage["cpu_s"]
         groups.setdefault(label, []).append((usage, network))
     lines = ["| configuration | runs | wall min | CPU min | env steps per CPU-s | peak RSS MiB | Q-network values |",
              "|---|---|---|---|---|---|---|"]
@@ -105,7 +122,7 @@ def costs(dest: Path) -> str:
         sizes = sorted({n["q_net_values"] for _, n in runs})
         lines.append(f"| {label} | {len(runs)} | {mean('duration_s', 60)} | {mean('cpu_s', 60)} | "
                      f"{mean('steps_per_cpu_s')} | {mean('max_rss_mib')} | {', '.join(f'{s:,}' for s in sizes)} |")
-    usages = [run_usage(entry) for entry in state["runs"].values()]
+    usages = [run_usage(entry, state_mod.run_dir(dest, name)) for name, entry in state["runs"].items()]
     cpu = [u["cpu_s"] for u in usages if "cpu_s" in u]
     lines.append(f"| all | {len(usages)} | {sum(u.get('duration_s', 0) for u in usages) / 60:.1f} in all | "
                  f"{sum(cpu) / 60:.1f} in all ({len(cpu)} runs recorded) | | | |")

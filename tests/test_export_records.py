@@ -34,3 +34,56 @@ def test_env_steps_per_cpu_second_divides_the_run_by_all_its_attempts(tmp_path) 
         "kind": "run", "overrides": {"method": "finetune", "seed": 0}, "attempts": attempts}}}))
     row = export_records.costs(tmp_path).splitlines()[2]
     assert row.split(" | ")[4] == "100.0", row  # 3,000 steps over 30 CPU-seconds
+
+
+def write_run(dest: Path, name: str, attempts: list[dict], own: list[dict] | None) -> Path:
+    """A finished run's exported records as ``costs`` reads them; ``own``: its usage.json (None: none)."""
+    run = dest / "runs" / name
+    run.mkdir(parents=True)
+    (run / "blocks.jsonl").write_text('{"block": 0, "start_step": 0, "end_step": 6000}\n')
+    (run / "network.json").write_text('{"q_net_values": 10}\n')
+    if own is not None:
+        (run / "usage.json").write_text(json.dumps(own))
+    state = json.loads((dest / "sweep.json").read_text()) if (dest / "sweep.json").exists() else {"runs": {}}
+    state["runs"][name] = {"kind": "run", "overrides": {"method": name.split("-")[0], "seed": 0}, "attempts": attempts}
+    (dest / "sweep.json").write_text(json.dumps(state))
+    return run
+
+
+def test_the_runs_own_usage_record_counts_the_attempts_a_killed_sweep_lost(tmp_path) -> None:
+    """The ewc-s0 loss: a session's end killed the sweep with the run, so sweep.json lacks the first attempt; the
+    run's usage.json has it. A sweep attempt that ended before usage.json began (a crl without it) still counts."""
+    attempts = [{"start": "2025-01-01T09:00:00", "end": "2025-01-01T09:30:00", "mode": "fresh", "returncode": 143,
+                 "duration_s": 1800.0, "cpu_s": 1000.0, "max_rss_mib": 900.0},  # before usage.json existed
+                {"start": "2025-01-01T12:00:00", "end": "2025-01-01T12:50:00", "mode": "resume", "returncode": 0,
+                 "duration_s": 3000.0, "cpu_s": 2510.0, "max_rss_mib": 700.0}]
+    own = [{"start": "2025-01-01T10:00:02", "mode": "resume", "from_step": 1000, "step": 3000, "cpu_s": 2400.0,
+            "max_rss_mib": 800.0},  # the attempt the killed sweep lost
+           {"start": "2025-01-01T12:00:03", "mode": "resume", "from_step": 3000, "step": 6000, "cpu_s": 2500.0,
+            "max_rss_mib": 700.0, "outcome": "finished"}]
+    run = write_run(tmp_path, "ewc-s0", attempts, own)
+    assert export_records.run_usage({"attempts": attempts}, run) == {
+        "duration_s": 4800.0, "cpu_s": 5900.0, "max_rss_mib": 900.0}  # wall: the sweep's; CPU: 1000 + 2400 + 2500
+    assert export_records.run_usage({"attempts": attempts}) == {  # without the run's directory: the sweep's alone
+        "duration_s": 4800.0, "cpu_s": 3510.0, "max_rss_mib": 900.0}
+    write_run(tmp_path, "finetune-s0", [{"returncode": 0, "duration_s": 60.0, "cpu_s": 60.0}], None)  # an old record
+    lines = export_records.costs(tmp_path).splitlines()
+    ewc = next(line for line in lines if line.startswith("| method=ewc "))
+    assert ewc.split(" | ")[3:6] == ["98.3", f"{6000 / 5900:.1f}", "900.0"], ewc
+    assert "| 99.3 in all (2 runs recorded) |" in lines[-1], lines[-1]  # 5900 + 60 CPU-seconds
+
+
+def test_the_export_copies_the_runs_usage_record(tmp_path) -> None:
+    from crl.sweep import state as state_mod
+
+    sweep = tmp_path / "sweep"
+    run = state_mod.run_dir(sweep, "ewc-s0")
+    run.mkdir(parents=True)
+    for name in ("config.yaml", "metrics.json", "usage.json"):
+        (run / name).write_text("{}\n" if name != "usage.json" else '[{"start": "2025-01-01T10:00:00", "cpu_s": 1}]\n')
+    (sweep / "spec.yaml").write_text("base: {}\n")
+    state_mod.save(sweep, {"runs": {"ewc-s0": {"kind": "run", "overrides": {}, "attempts": []}}})
+    assert export_records.export(sweep, tmp_path / "dest") == ["ewc-s0"]
+    copied = state_mod.run_dir(tmp_path / "dest", "ewc-s0")
+    assert sorted(p.name for p in copied.iterdir()) == ["config.yaml", "metrics.json", "usage.json"]
+    assert (copied / "usage.json").read_bytes() == (run / "usage.json").read_bytes()

@@ -3,7 +3,9 @@
 For each block: ``agent.set_task`` (method.before_task) -> ``agent.learn`` in segments that end at resume checkpoints,
 with the step callbacks (training scalars, periodic evaluations, progress, stop signals) -> ``agent.end_task``
 (method.after_task) -> evaluate every game (one row of the retention matrix) -> checkpoint. At the end:
-``metrics.json`` and ``model.zip``. What it writes is the :class:`Recorder`'s, what a resume point holds :mod:`crl.run.resume_point`'s.
+``metrics.json`` and ``model.zip``. Each checkpoint and the run's end also update the attempt's cost in
+``usage.json`` (:class:`crl.run.rundir.UsageRecord`). What it writes is the :class:`Recorder`'s, what a resume point
+holds :mod:`crl.run.resume_point`'s.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class ContinualTrainer:
         self.recorder = Recorder(self.run_dir, cfg)
         self.signals = StopSignals()
         self.agent: ContinualDQN | None = None
+        self.usage: rundir.UsageRecord | None = None  # this attempt's record in usage.json, from run() on
         # task_id: fmn -> the Forget-Me-Not process names each block's task from its frames
         self.task_identity = ForgetMeNot(cfg.fmn) if cfg.task_id == "fmn" else None
         p = cfg.plasticity
@@ -82,10 +85,11 @@ class ContinualTrainer:
         """Train every remaining block; ``resume_step`` purges TensorBoard events logged after that step."""
         state = self.state
         self.checkpoints.mkdir(parents=True, exist_ok=True)
+        self.usage = rundir.UsageRecord(self.run_dir, "fresh" if resume_step is None else "resume", resume_step or 0)
         self.recorder.open(resume_step)
         done = sum(b.steps for b in self.blocks[: state.block_index]) + state.block_done
         progress = Progress(self.sequence.total_steps, done)
-        summary = None
+        summary, outcome = None, "failed"
         try:
             with self.signals:
                 while state.block_index < len(self.blocks):
@@ -104,9 +108,14 @@ class ContinualTrainer:
                 summary = self.recorder.summary(state, self.agent.num_timesteps, hparams=False)
             self.check_finite("saving model.zip")
             self.agent.save(self.run_dir / rundir.MODEL)
+            outcome = "finished"
+        except TrainingInterrupted:
+            outcome = "stopped"
+            raise
         finally:
             progress.close()
             self.recorder.close()
+            self.end_usage(outcome)
         return summary
 
     def train_block(self, block: Block, progress: Progress) -> None:
@@ -192,7 +201,19 @@ class ContinualTrainer:
         the events after it)."""
         self.check_finite("writing a checkpoint")
         self.recorder.flush()
-        return resume_point.save(self.checkpoints, self.agent, self.state, self.task_identity, self.probes, self.cfg)
+        point = resume_point.save(self.checkpoints, self.agent, self.state, self.task_identity, self.probes, self.cfg)
+        self.usage.write(self.agent.num_timesteps)  # the CPU time up to here survives a kill from now on
+        return point
+
+    def end_usage(self, outcome: str) -> None:
+        """Close this attempt's record in usage.json; a failed write is raised only if the run finished (a run that
+        is failing anyway keeps its own error)."""
+        step = self.agent.num_timesteps if self.agent is not None else self.usage.attempt["from_step"]
+        try:
+            self.usage.write(step, outcome)
+        except OSError:
+            if outcome == "finished":
+                raise
 
     def restore(self, point: ckpt.ResumePoint, warn: Callable[[str], None] = print) -> bool:
         """Continue from ``point``: agent, run state, RNG states, records made exactly the checkpoint's (a repair

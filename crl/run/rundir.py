@@ -1,7 +1,7 @@
 """The run directory: file names, atomic writes, the append-only records a run leaves behind, the lock that makes
 one process its only writer, and the fingerprint of the configuration its records were made with.
 
-    config.yaml  run.json  evals.jsonl  blocks.jsonl  retention.csv  metrics.json  resumes.jsonl  tb/
+    config.yaml  run.json  evals.jsonl  blocks.jsonl  retention.csv  metrics.json  resumes.jsonl  usage.json  tb/
     checkpoints/resume-<step>.{zip,sha256}  checkpoints/task-<i>.zip  model.zip  .crl.lock
 """
 
@@ -14,7 +14,10 @@ import hashlib
 import io
 import json
 import os
+import resource
 import shutil
+import sys
+import time
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -23,6 +26,7 @@ CONFIG, EVALS, BLOCKS, RETENTION, METRICS, TB, CHECKPOINTS, MODEL = (
 )
 RUN = "run.json"  # the experiment's fingerprint and the configuration keys it covers, written before training
 RESUMES = "resumes.jsonl"
+USAGE = "usage.json"  # what each attempt of the run cost its own process (UsageRecord)
 PLASTICITY = "plasticity.jsonl"
 LOCK = ".crl.lock"
 TMP_SUFFIX = ".tmp"
@@ -143,7 +147,8 @@ def remove_temporaries(run_dir: Path) -> list[Path]:
 
 def clear_records(run_dir: Path) -> None:
     """Remove what a run wrote while training (records, TensorBoard events, task snapshots, the final model),
-    keeping its configuration, ``run.json`` and ``resumes.jsonl``: the state of a run about to start."""
+    keeping its configuration, ``run.json``, ``resumes.jsonl`` and ``usage.json`` (what the attempts cost is spent):
+    the state of a run about to start."""
     run_dir = Path(run_dir)
     for name in (EVALS, BLOCKS, PLASTICITY, RETENTION, METRICS, MODEL):
         (run_dir / name).unlink(missing_ok=True)
@@ -151,6 +156,43 @@ def clear_records(run_dir: Path) -> None:
     for path in (run_dir / CHECKPOINTS).glob("task-*.zip"):
         path.unlink()
     remove_temporaries(run_dir)
+
+
+class UsageRecord:
+    """``usage.json``: what each attempt of the run (its fresh start, then each ``--resume``) cost its own process.
+
+    A list with one record per attempt: ``start`` (local time), ``mode`` (``fresh`` from step 0, ``resume`` from a
+    checkpoint), ``from_step``, ``step`` (the step reached), ``cpu_s`` (user + system seconds of the process, all its
+    threads), ``max_rss_mib`` (its peak resident memory), ``written`` (when these figures were taken) and, once the
+    attempt ends in ``crl train``'s hands, ``outcome``: ``finished``, ``stopped`` (a signal: checkpointed) or
+    ``failed``; an attempt without one was killed. A sweep records its attempts' cost only when a run's supervisor
+    sees it exit, so killing the whole process tree at once (a machine's session ending) loses the attempt there;
+    the run rewrites this file (atomically) when an attempt starts, at every checkpoint and at its end, so a SIGKILL
+    loses at most the CPU time since the last checkpoint. Earlier attempts are kept as they are (a file that is not
+    a JSON list, edited by hand, starts over).
+    """
+
+    def __init__(self, run_dir: Path, mode: str, from_step: int) -> None:
+        self.path = Path(run_dir) / USAGE
+        try:
+            earlier = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            earlier = []
+        self.earlier = earlier if isinstance(earlier, list) else []
+        self.attempt: dict[str, Any] = {"start": time.strftime("%Y-%m-%dT%H:%M:%S"), "mode": mode,
+                                        "from_step": int(from_step)}
+        self.write(from_step)
+
+    def write(self, step: int, outcome: str | None = None) -> None:
+        """Take the process's figures now, at ``step``, and rewrite the file; ``outcome`` ends the attempt."""
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        rss_bytes = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)  # bytes on macOS, KiB on Linux
+        self.attempt.update(step=int(step), cpu_s=round(usage.ru_utime + usage.ru_stime, 1),
+                            max_rss_mib=round(rss_bytes / (1 << 20), 1),
+                            written=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        if outcome is not None:
+            self.attempt["outcome"] = outcome
+        write_json(self.path, [*self.earlier, self.attempt])
 
 
 # --- the directory's one writer ----------------------------------------------------------------------
