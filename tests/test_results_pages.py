@@ -80,10 +80,12 @@ def test_a_changed_number_is_caught(tmp_path: Path) -> None:
     assert rows[-1] not in regenerate(command, tmp_path).splitlines()
 
 
-def test_the_readme_quotes_the_8x_test_stage_as_its_records_give_it() -> None:
+def test_the_readme_and_the_page_quote_the_8x_test_stage_as_its_records_give_it() -> None:
     # the README's plasticity headline: Space Invaders' later-visits AUC gap at 8x on the test seeds
     report = (ROOT / "benchmarks/results/plasticity/replay8x/report/report.md").read_text()
     row = next(line for line in report.splitlines() if line.startswith("| finetune | minatar/space_invaders | -"))
     value = row.split(" | ")[2].rstrip(" |")
     readme = " ".join((ROOT / "README.md").read_text().split())
     assert f"AUC gap {value})" in readme, value
+    page = " ".join((ROOT / "docs/results/plasticity.md").read_text().split())
+    assert f"AUC gap {value})" in page, value  # the status line of the page
