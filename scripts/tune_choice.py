@@ -28,16 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from crl.report.records import BadInput
 from crl.run import config as config_mod
 from crl.sweep import spec as spec_mod
 from crl.sweep import state as state_mod
 
 TOLERANCE = 0.02  # the smallest value whose mean is within this of the best wins
 SCORE = "average_final_dqn_normalized"
-
-
-class BadInput(Exception):
-    """Records the rule cannot read; the message is one line naming the file and what is wrong."""
 
 
 @dataclass
