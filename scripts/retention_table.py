@@ -17,16 +17,10 @@ import sys
 from pathlib import Path
 
 from crl.analysis.metrics import after_last_block
-from crl.analysis.normalization import minatar_reference_scores, reference_scores
+from crl.analysis.normalization import random_play_score
 from crl.analysis.stats import format_statistic, seed_statistic
 from crl.report.compute import group_runs
 from crl.report.records import BadInput, Run, load_run
-
-
-def random_score(game: str) -> float | None:
-    """Random play's score for an Atari or MinAtar game; None if the tables lack it."""
-    ref = {**reference_scores(), **minatar_reference_scores()}.get(game)
-    return ref[0] if ref else None
 
 
 def finished_runs(records: Path) -> list[Run]:
@@ -52,7 +46,7 @@ def table(records: Path) -> list[str]:
             own = [float(after_last_block(r.retention, r.trained_at)[column]) for r in runs]
             end = [float(r.retention[-1, column]) for r in runs]
             own_stat = seed_statistic(own)
-            rnd = random_score(game)
+            rnd = random_play_score(game)
             above = ("n/a" if rnd is None or own_stat.ci_low is None
                      else "yes" if own_stat.ci_low > rnd else "no")
             cells = [group.label, game, ", ".join(str(r.seed) for r in runs), format_statistic(own_stat, 1),
