@@ -68,12 +68,15 @@ def run_usage(entry: dict, run: Path | None = None) -> dict[str, float]:
     has its own ``usage.json``: that also holds the attempts a killed sweep lost, so it counts instead, with the
     sweep's attempts that ended before its first one began (made by a crl from before the file existed)."""
     usage = _totals(entry["attempts"])
+    counted = entry["attempts"]
     own = json.loads((run / rundir.USAGE).read_text()) if run is not None and (run / rundir.USAGE).is_file() else []
     if own:
         began = min(a["start"] for a in own)
-        before = [{k: a[k] for k in ("cpu_s", "max_rss_mib") if k in a}
-                  for a in entry["attempts"] if a.get("end", began) < began]
-        usage.update(_totals([*before, *own]))  # cpu_s and max_rss_mib: neither list has wall seconds
+        before = [a for a in entry["attempts"] if a.get("end", began) < began]
+        counted = [*before, *own]
+        usage.update(_totals([{k: a[k] for k in ("cpu_s", "max_rss_mib") if k in a} for a in counted]))
+    # a run whose earliest counted attempt is a resume lost its first attempt's record: its CPU is a lower bound
+    usage["first_attempt_lost"] = bool(counted) and min(counted, key=lambda a: a.get("start", "")).get("mode") == "resume"
     return usage
 
 
@@ -108,7 +111,7 @@ def costs(dest: Path) -> str:
         run = state_mod.run_dir(dest, name)
         network = json.loads((run / "network.json").read_text())
         usage = run_usage(entry, run)
-        if "cpu_s" in usage:
+        if "cpu_s" in usage and not usage["first_attempt_lost"]:
             usage["steps_per_cpu_s"] = env_steps(run) / usage["cpu_s"]
         groups.setdefault(label, []).append((usage, network))
     lines = ["| configuration | runs | wall min | CPU min | env steps per CPU-s | peak RSS MiB | Q-network values |",
@@ -120,12 +123,17 @@ def costs(dest: Path) -> str:
                 if values else "not recorded"
 
         sizes = sorted({n["q_net_values"] for _, n in runs})
-        lines.append(f"| {label} | {len(runs)} | {mean('duration_s', 60)} | {mean('cpu_s', 60)} | "
+        lost = sum(usage["first_attempt_lost"] for usage, _ in runs)
+        cpu = (f"at least {mean('cpu_s', 60)} ({lost} run(s) without their first attempt's record)" if lost
+               else mean("cpu_s", 60))
+        lines.append(f"| {label} | {len(runs)} | {mean('duration_s', 60)} | {cpu} | "
                      f"{mean('steps_per_cpu_s')} | {mean('max_rss_mib')} | {', '.join(f'{s:,}' for s in sizes)} |")
     usages = [run_usage(entry, state_mod.run_dir(dest, name)) for name, entry in state["runs"].items()]
     cpu = [u["cpu_s"] for u in usages if "cpu_s" in u]
+    lost = sum(u["first_attempt_lost"] for u in usages)
     lines.append(f"| all | {len(usages)} | {sum(u.get('duration_s', 0) for u in usages) / 60:.1f} in all | "
-                 f"{sum(cpu) / 60:.1f} in all ({len(cpu)} runs recorded) | | | |")
+                 f"{sum(cpu) / 60:.1f} in all ({len(cpu)} runs recorded"
+                 + (f"; {lost} without their first attempt" if lost else "") + ") | | | |")
     return "\n".join(lines)
 
 

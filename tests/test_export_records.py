@@ -15,12 +15,13 @@ spec.loader.exec_module(export_records)
 def test_a_resumed_run_costs_all_its_attempts() -> None:
     entry = {"attempts": [{"returncode": 130, "duration_s": 300.0, "cpu_s": 200.0, "max_rss_mib": 500.0},
                           {"returncode": 0, "duration_s": 120.0, "cpu_s": 100.0, "max_rss_mib": 550.0}]}
-    assert export_records.run_usage(entry) == {"duration_s": 420.0, "cpu_s": 300.0, "max_rss_mib": 550.0}
+    assert export_records.run_usage(entry) == {"duration_s": 420.0, "cpu_s": 300.0, "max_rss_mib": 550.0,
+                                                    "first_attempt_lost": False}
 
 
 def test_figures_no_attempt_recorded_are_left_out() -> None:
     entry = {"attempts": [{"returncode": 0, "duration_s": 60.0}]}  # a sweep from before CPU time was measured
-    assert export_records.run_usage(entry) == {"duration_s": 60.0}
+    assert export_records.run_usage(entry) == {"duration_s": 60.0, "first_attempt_lost": False}
 
 
 def test_env_steps_per_cpu_second_divides_the_run_by_all_its_attempts(tmp_path) -> None:
@@ -63,14 +64,29 @@ def test_the_runs_own_usage_record_counts_the_attempts_a_killed_sweep_lost(tmp_p
             "max_rss_mib": 700.0, "outcome": "finished"}]
     run = write_run(tmp_path, "ewc-s0", attempts, own)
     assert export_records.run_usage({"attempts": attempts}, run) == {
-        "duration_s": 4800.0, "cpu_s": 5900.0, "max_rss_mib": 900.0}  # wall: the sweep's; CPU: 1000 + 2400 + 2500
+        "duration_s": 4800.0, "cpu_s": 5900.0, "max_rss_mib": 900.0, "first_attempt_lost": False}  # wall: the sweep's; CPU: 1000 + 2400 + 2500
     assert export_records.run_usage({"attempts": attempts}) == {  # without the run's directory: the sweep's alone
-        "duration_s": 4800.0, "cpu_s": 3510.0, "max_rss_mib": 900.0}
+        "duration_s": 4800.0, "cpu_s": 3510.0, "max_rss_mib": 900.0, "first_attempt_lost": False}
     write_run(tmp_path, "finetune-s0", [{"returncode": 0, "duration_s": 60.0, "cpu_s": 60.0}], None)  # an old record
     lines = export_records.costs(tmp_path).splitlines()
     ewc = next(line for line in lines if line.startswith("| method=ewc "))
     assert ewc.split(" | ")[3:6] == ["98.3", f"{6000 / 5900:.1f}", "900.0"], ewc
     assert "| 99.3 in all (2 runs recorded) |" in lines[-1], lines[-1]  # 5900 + 60 CPU-seconds
+
+
+def test_a_run_whose_first_attempt_is_lost_costs_at_least_its_record_and_has_no_rate(tmp_path) -> None:
+    """ewc-s0 as committed: sweep.json holds only the resumed attempt, and the run had no usage.json yet."""
+    resumed = [{"start": "2025-01-01T12:00:00", "end": "2025-01-01T12:50:00", "mode": "resume",
+                "resumed_from_step": 4000, "returncode": 0, "duration_s": 3000.0, "cpu_s": 60.0}]
+    write_run(tmp_path, "ewc-s0", resumed, None)
+    write_run(tmp_path, "finetune-s0", [{**resumed[0], "mode": "fresh"}], None)
+    assert export_records.run_usage({"attempts": resumed})["first_attempt_lost"] is True
+    lines = export_records.costs(tmp_path).splitlines()
+    ewc = next(line for line in lines if line.startswith("| method=ewc "))
+    assert ewc.split(" | ")[3:5] == ["at least 1.0 (1 run(s) without their first attempt's record)", "not recorded"]
+    finetune = next(line for line in lines if line.startswith("| method=finetune "))
+    assert finetune.split(" | ")[3:5] == ["1.0", "100.0"]  # 6,000 steps over 60 CPU-seconds
+    assert "(2 runs recorded; 1 without their first attempt)" in lines[-1], lines[-1]
 
 
 def test_the_export_copies_the_runs_usage_record(tmp_path) -> None:
