@@ -1,13 +1,14 @@
 """Retention over seeds as markdown table rows: each game's return after its own block and at the end of the run.
 
-One row per (group, game) of a sequence sweep's finished runs, with the mean over seeds and its 95% percentile
-bootstrap interval (``crl.analysis.stats``), each seed's pair, what was kept (the change from the game's own block to
-the end) and whether the interval after the game's own block lies above random play. The Atari page quotes these
-rows, and a test regenerates them.
+One row per (group, game) of a sequence sweep's finished runs: the mean over seeds with its 95% Student-t interval
+(with two or three seeds a percentile bootstrap is little more than their range), each seed's pair, the change from
+the game's own block to the end, and whether the interval after the game's own block lies above random play.
+``--last K`` averages each run's last K evaluations of the block instead of its block-end evaluation alone (K = 1),
+for games whose evaluations swing between levels. The Atari page quotes these rows, and a test regenerates them.
 
-    python scripts/retention_table.py benchmarks/results/atari-cpu/continual
+    python scripts/retention_table.py benchmarks/results/atari-cpu/continual [--last 3]
 
-Exit status 2, with one line, when the directory holds no finished sequence runs.
+Exit status 2, with one line, when the directory holds no finished sequence runs or K is not a positive integer.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from crl.analysis.metrics import after_last_block
+import numpy as np
+
 from crl.analysis.normalization import random_play_score
-from crl.analysis.stats import format_statistic, seed_statistic
+from crl.analysis.stats import student_t_interval
 from crl.report.compute import group_runs
 from crl.report.records import BadInput, Run, load_run
 
@@ -35,7 +37,21 @@ def finished_runs(records: Path) -> list[Run]:
     return runs
 
 
-def table(records: Path) -> list[str]:
+def block_score(run: Run, block: int, game: str, last: int) -> float:
+    """Mean return on ``game`` over the last ``last`` evaluations made during ``block`` (its block-end one included)."""
+    returns = [e["mean_return"] for e in run.evals if e["block"] == block and e["game"] == game]
+    return float(np.mean(returns[-last:]))
+
+
+def cell(values: list[float]) -> str:
+    """``mean [low, high]`` with the t interval; one value: no interval."""
+    if len(values) == 1:
+        return f"{values[0]:.1f} (1 seed: no interval)"
+    low, high = student_t_interval(values)
+    return f"{np.mean(values):.1f} [{low:.1f}, {high:.1f}]"
+
+
+def table(records: Path, last: int = 1) -> list[str]:
     """The markdown table (header and rows): a row per group and game."""
     header = ["group", "game", "seeds", "after its own block", "at the end", "end minus own block",
               "each seed (own block -> end)", "random", "own block above random"]
@@ -43,15 +59,14 @@ def table(records: Path) -> list[str]:
     for group in group_runs(finished_runs(records)):
         runs = sorted(group.runs, key=lambda r: r.seed)
         for column, game in enumerate(runs[0].games):
-            own = [float(after_last_block(r.retention, r.trained_at)[column]) for r in runs]
-            end = [float(r.retention[-1, column]) for r in runs]
-            own_stat = seed_statistic(own)
+            own_block = [max(i for i, b in enumerate(r.trained_at) if b == column) for r in runs]
+            own = [block_score(r, b, game, last) for r, b in zip(runs, own_block)]
+            end = [block_score(r, r.blocks_finished - 1, game, last) for r in runs]
             rnd = random_play_score(game)
-            above = ("n/a" if rnd is None or own_stat.ci_low is None
-                     else "yes" if own_stat.ci_low > rnd else "no")
-            cells = [group.label, game, ", ".join(str(r.seed) for r in runs), format_statistic(own_stat, 1),
-                     format_statistic(seed_statistic(end), 1),
-                     format_statistic(seed_statistic([e - o for o, e in zip(own, end)]), 1),
+            above = ("n/a" if rnd is None or len(own) < 2
+                     else "yes" if student_t_interval(own)[0] > rnd else "no")
+            cells = [group.label, game, ", ".join(str(r.seed) for r in runs), cell(own), cell(end),
+                     cell([e - o for o, e in zip(own, end)]),
                      "; ".join(f"{o:.1f} -> {e:.1f}" for o, e in zip(own, end)),
                      "" if rnd is None else f"{rnd:.1f}", above]
             lines.append("| " + " | ".join(cells) + " |")
@@ -61,9 +76,12 @@ def table(records: Path) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("records", type=Path, help="a sweep's records directory (with runs/)")
+    parser.add_argument("--last", default="1", help="average the last K evaluations of each block (default 1)")
     args = parser.parse_args(argv)
     try:
-        print("\n".join(table(args.records)))
+        if not args.last.isdigit() or int(args.last) < 1:
+            raise BadInput(f"--last {args.last}: give a positive whole number of evaluations")
+        print("\n".join(table(args.records, int(args.last))))
     except BadInput as e:
         print(f"retention_table.py: {e}", file=sys.stderr)
         return 2

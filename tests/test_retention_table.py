@@ -17,18 +17,19 @@ import retention_table  # noqa: E402
 RUN = ROOT / "benchmarks/results/atari-cpu/continual/runs/finetune-s0"  # Road Runner 4040 -> 0, Freeway 0 -> 0
 
 
-def two_seeds(tmp_path: Path, second_road_runner: tuple[int, int]) -> Path:
-    """Records with the committed fine-tuning run as seed 0 and a copy as seed 1 with Road Runner's pair replaced."""
+def two_seeds(tmp_path: Path, second_road_runner: tuple[float, float]) -> Path:
+    """Records with the committed fine-tuning run as seed 0 and a copy as seed 1 whose block-end evaluations of
+    Road Runner (after its own block, after Freeway's) score the given pair."""
     shutil.copytree(RUN, tmp_path / "runs/finetune-s0")
     copy = shutil.copytree(RUN, tmp_path / "runs/finetune-s1")
     config = (copy / "config.yaml").read_text()
     assert "\nseed: 0\n" in config
     (copy / "config.yaml").write_text(config.replace("\nseed: 0\n", "\nseed: 1\n"))
-    own, end = second_road_runner
-    (copy / "retention.csv").write_text(f"after_task,road_runner,freeway\n0,{own},0\n1,{end},0\n")
-    metrics = json.loads((copy / "metrics.json").read_text())  # the report reads metrics.json's full-precision matrix
-    metrics["retention_matrix"] = [[own, 0.0], [end, 0.0]]
-    (copy / "metrics.json").write_text(json.dumps(metrics))
+    evals = [json.loads(line) for line in (copy / "evals.jsonl").read_text().splitlines()]
+    for block, score in enumerate(second_road_runner):
+        last = [e for e in evals if e["block"] == block and e["game"] == "road_runner"][-1]
+        last["mean_return"] = score
+    (copy / "evals.jsonl").write_text("".join(json.dumps(e) + "\n" for e in evals))
     return tmp_path
 
 
@@ -38,31 +39,37 @@ def row(lines: list[str], game: str) -> dict[str, str]:
     return dict(zip(header, (c.strip() for c in line.strip("|").split("|"))))
 
 
-def test_each_seed_pair_and_the_mean_come_from_the_retention_rows(tmp_path: Path) -> None:
-    cells = row(retention_table.table(two_seeds(tmp_path, (2000, 1000))), "road_runner")
+def test_each_seed_pair_the_mean_and_its_t_interval(tmp_path: Path) -> None:
+    cells = row(retention_table.table(two_seeds(tmp_path, (4000.0, 1000.0))), "road_runner")
     assert cells["seeds"] == "0, 1"
-    assert cells["each seed (own block -> end)"] == "4040.0 -> 0.0; 2000.0 -> 1000.0"
-    assert cells["after its own block"] == "3020.0 [2000.0, 4040.0]"
-    assert cells["at the end"].startswith("500.0 [")
-    assert cells["end minus own block"].startswith("-2520.0 [")
+    assert cells["each seed (own block -> end)"] == "4040.0 -> 0.0; 4000.0 -> 1000.0"
+    # 2 seeds: mean +- t(0.975, 1) * s / sqrt(2) = 4020 +- 12.706 * 20
+    assert cells["after its own block"] == "4020.0 [3765.9, 4274.1]"
+    assert cells["at the end"] == "500.0 [-5853.1, 6853.1]"
+    assert cells["end minus own block"] == "-3520.0 [-10127.2, 3087.2]"
     assert cells["random"] == "11.5"
     assert cells["own block above random"] == "yes"
 
 
-def test_a_seed_at_random_play_keeps_the_interval_from_clearing_it(tmp_path: Path) -> None:
-    cells = row(retention_table.table(two_seeds(tmp_path, (5, 0))), "road_runner")
-    assert cells["after its own block"].endswith("[5.0, 4040.0]")
+def test_both_seeds_above_random_is_not_enough_when_they_disagree(tmp_path: Path) -> None:
+    # 20 and 4040 are both above random play's 11.5, and a percentile bootstrap over them is [20, 4040]
+    cells = row(retention_table.table(two_seeds(tmp_path, (20.0, 0.0))), "road_runner")
+    assert cells["after its own block"].startswith("2030.0 [-")
     assert cells["own block above random"] == "no"
 
 
-def test_one_seed_has_no_interval_and_no_verdict(tmp_path: Path) -> None:
+def test_one_evaluation_is_the_retention_matrix_and_last_k_averages_the_blocks_last_evaluations(tmp_path) -> None:
     shutil.copytree(RUN, tmp_path / "runs/finetune-s0")
-    cells = row(retention_table.table(tmp_path), "road_runner")
-    assert cells["after its own block"] == "4040.0 (1 seed: no interval)"
-    assert cells["own block above random"] == "n/a"
+    retention = (RUN / "retention.csv").read_text().splitlines()
+    assert retention[1:] == ["0,4040,0", "1,0,0"]
+    assert row(retention_table.table(tmp_path), "road_runner")["each seed (own block -> end)"] == "4040.0 -> 0.0"
+    # its last three evaluations of Road Runner: 0, 0, 4040 in its own block; 40, 0, 0 in Freeway's
+    assert row(retention_table.table(tmp_path, last=3), "road_runner")["each seed (own block -> end)"] == \
+        "1346.7 -> 13.3"
 
 
-def test_a_directory_without_runs_is_one_line_and_status_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_bad_input_is_one_line_and_status_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert retention_table.main([str(tmp_path)]) == 2
+    assert retention_table.main([str(RUN.parents[1]), "--last", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "runs" in err[0]
+    assert len(err) == 2 and "runs" in err[0] and "--last 0" in err[1]

@@ -101,6 +101,16 @@ def seed_band(
     return mean, low, high
 
 
+def student_t_interval(values, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Mean +- t(n-1) * s / sqrt(n): the small-sample interval for a handful of seeds, where a percentile bootstrap
+    over 2 seeds is only their range; needs at least two values."""
+    x = np.asarray(values, dtype=float)
+    if np.ptp(x) == 0:  # identical values: scipy's interval would be NaN, and the interval is the point
+        return float(x[0]), float(x[0])
+    low, high = stats.t.interval(confidence, len(x) - 1, loc=np.mean(x), scale=stats.sem(x))
+    return float(low), float(high)
+
+
 def format_statistic(s: SeedStatistic, digits: int = 2) -> str:
     """``mean [low, high]`` for a table cell, with the IQM when present; ``n/a`` when there is no value."""
     if s.mean is None:
