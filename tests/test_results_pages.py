@@ -127,3 +127,20 @@ def test_the_readme_and_the_page_quote_the_8x_test_stage_as_its_records_give_it(
     assert f"AUC gap {value})" in readme, value
     page = " ".join((ROOT / "docs/results/plasticity.md").read_text().split())
     assert f"AUC gap {value})" in page, value  # the status line of the page
+
+
+def test_the_readme_and_the_atari_page_quote_the_retention_table_as_the_records_give_it() -> None:
+    # the README's Atari headline: fine-tuning's Road Runner after its block (mean and t interval), EWC's ends
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import retention_table
+
+    rows = {tuple(c.strip() for c in line.strip("|").split("|"))[:2]: [c.strip() for c in line.strip("|").split("|")]
+            for line in retention_table.table(ROOT / "benchmarks/results/atari-cpu/continual")[2:]}
+    own = rows[("finetune", "road_runner")][3]  # "4060.0 [3805.9, 4314.1]"
+    mean, low, high = (float(x) for x in own.replace("[", "").replace("]", "").replace(",", "").split())
+    quoted = f"{mean:,.0f} after its block, 95% interval [{low:,.0f}, {high:,.0f}]"
+    ewc_end = [float(pair.split(" -> ")[1]) for pair in rows[("ewc", "road_runner")][6].split("; ")]
+    for doc in (ROOT / "README.md", ROOT / "docs/results/atari-cpu.md"):
+        text = " ".join(doc.read_text().split())
+        assert quoted in text, (doc.name, quoted)
+        assert f"{ewc_end[0]:,.0f} and {ewc_end[1]:,.0f} at the end" in text, (doc.name, ewc_end)
