@@ -124,14 +124,15 @@ def costs(dest: Path) -> str:
 
         sizes = sorted({n["q_net_values"] for _, n in runs})
         lost = sum(usage["first_attempt_lost"] for usage, _ in runs)
-        cpu = (f"at least {mean('cpu_s', 60)} ({lost} run(s) without their first attempt's record)" if lost
-               else mean("cpu_s", 60))
-        lines.append(f"| {label} | {len(runs)} | {mean('duration_s', 60)} | {cpu} | "
+        at_least = "at least " if lost else ""
+        cpu = at_least + mean("cpu_s", 60) + (f" ({lost} run(s) without their first attempt's record)" if lost else "")
+        lines.append(f"| {label} | {len(runs)} | {at_least}{mean('duration_s', 60)} | {cpu} | "
                      f"{mean('steps_per_cpu_s')} | {mean('max_rss_mib')} | {', '.join(f'{s:,}' for s in sizes)} |")
     usages = [run_usage(entry, state_mod.run_dir(dest, name)) for name, entry in state["runs"].items()]
     cpu = [u["cpu_s"] for u in usages if "cpu_s" in u]
     lost = sum(u["first_attempt_lost"] for u in usages)
-    lines.append(f"| all | {len(usages)} | {sum(u.get('duration_s', 0) for u in usages) / 60:.1f} in all | "
+    lines.append(f"| all | {len(usages)} | {'at least ' if lost else ''}"
+                 f"{sum(u.get('duration_s', 0) for u in usages) / 60:.1f} in all | {'at least ' if lost else ''}"
                  f"{sum(cpu) / 60:.1f} in all ({len(cpu)} runs recorded"
                  + (f"; {lost} without their first attempt" if lost else "") + ") | | | |")
     return "\n".join(lines)

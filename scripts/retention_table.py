@@ -39,8 +39,10 @@ def finished_runs(records: Path) -> list[Run]:
 
 def block_score(run: Run, block: int, game: str, last: int) -> float:
     """Mean return on ``game`` over the last ``last`` evaluations made during ``block`` (its block-end one included)."""
-    returns = [e["mean_return"] for e in run.evals if e["block"] == block and e["game"] == game]
-    return float(np.mean(returns[-last:]))
+    every = run.config["eval"]["every"]
+    by_slot = {round(e["step"] / every): e["mean_return"]  # a resumed run may repeat the block-end evaluation
+               for e in run.evals if e["block"] == block and e["game"] == game}  # a few steps on: the later counts
+    return float(np.mean([by_slot[k] for k in sorted(by_slot)][-last:]))
 
 
 def cell(values: list[float]) -> str:

@@ -83,10 +83,12 @@ def test_a_run_whose_first_attempt_is_lost_costs_at_least_its_record_and_has_no_
     assert export_records.run_usage({"attempts": resumed})["first_attempt_lost"] is True
     lines = export_records.costs(tmp_path).splitlines()
     ewc = next(line for line in lines if line.startswith("| method=ewc "))
-    assert ewc.split(" | ")[3:5] == ["at least 1.0 (1 run(s) without their first attempt's record)", "not recorded"]
+    assert ewc.split(" | ")[2:5] == ["at least 50.0", "at least 1.0 (1 run(s) without their first attempt's record)",
+                                     "not recorded"]
     finetune = next(line for line in lines if line.startswith("| method=finetune "))
     assert finetune.split(" | ")[3:5] == ["1.0", "100.0"]  # 6,000 steps over 60 CPU-seconds
-    assert "(2 runs recorded; 1 without their first attempt)" in lines[-1], lines[-1]
+    assert "| at least 100.0 in all | at least 2.0 in all (2 runs recorded; 1 without their first attempt) |" in \
+        lines[-1], lines[-1]
 
 
 def test_the_export_copies_the_runs_usage_record(tmp_path) -> None:

@@ -83,7 +83,9 @@ def contiguous(rows: list[str], output: list[str]) -> bool:
     """Whether ``rows`` appear in ``output`` as one unbroken run of lines, so that a table cannot mix the rows of two
     tables with the same columns, or drop a row."""
     n = len(rows)
-    return any(output[i:i + n] == rows for i in range(len(output) - n + 1))
+    padded = ["", *output, ""]  # a whole table has no table row just above or below it
+    return any(padded[i:i + n] == rows and not padded[i - 1].startswith("|") and not padded[i + n].startswith("|")
+               for i in range(1, len(padded) - n))
 
 
 def in_one_table(rows: list[str], output: list[str]) -> bool:
@@ -111,6 +113,8 @@ def test_a_changed_number_is_caught(tmp_path: Path) -> None:
 def test_rows_from_two_tables_or_a_dropped_row_are_caught() -> None:
     output = ["| group | a |", "|---|---|", "| x | 1 |", "| y | 2 |", "", "| group | a |", "|---|---|", "| x | 3 |"]
     assert contiguous(output[:4], output) and contiguous(output[5:], output)
+    assert not contiguous(output[:3], output)  # the last row cut off
+    assert not contiguous(output[1:4], output)  # the header cut off
     assert not contiguous(["| group | a |", "|---|---|", "| x | 3 |", "| y | 2 |"], output)  # the rows of two tables
     assert not contiguous(["| group | a |", "|---|---|", "| y | 2 |"], output)  # x's row dropped
     assert in_one_table(["| group | a |", "|---|---|", "| y | 2 |"], output)  # ... which a selection may do
@@ -138,7 +142,7 @@ def test_the_readme_and_the_atari_page_quote_the_retention_table_as_the_records_
             for line in retention_table.table(ROOT / "benchmarks/results/atari-cpu/continual")[2:]}
     own = rows[("finetune", "road_runner")][3]  # "4060.0 [3805.9, 4314.1]"
     mean, low, high = (float(x) for x in own.replace("[", "").replace("]", "").replace(",", "").split())
-    quoted = f"{mean:,.0f} after its block, 95% interval [{low:,.0f}, {high:,.0f}]"
+    quoted = f"{mean:,.0f} at its block's end, 95% interval [{low:,.0f}, {high:,.0f}]"
     ewc_end = [float(pair.split(" -> ")[1]) for pair in rows[("ewc", "road_runner")][6].split("; ")]
     for doc in (ROOT / "README.md", ROOT / "docs/results/atari-cpu.md"):
         text = " ".join(doc.read_text().split())

@@ -73,3 +73,16 @@ def test_bad_input_is_one_line_and_status_2(tmp_path: Path, capsys: pytest.Captu
     assert retention_table.main([str(RUN.parents[1]), "--last", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "runs" in err[0] and "--last 0" in err[1]
+
+
+def test_a_resumed_runs_repeated_block_end_evaluation_counts_once(tmp_path: Path) -> None:
+    # a resume off the 8-step grid evaluates the block's end again a few steps later (progressive-s0: 400,000 and
+    # 400,008); the later one stands for that evaluation
+    run = shutil.copytree(RUN, tmp_path / "runs/finetune-s0")
+    evals = [json.loads(line) for line in (run / "evals.jsonl").read_text().splitlines()]
+    last = [e for e in evals if e["block"] == 1 and e["game"] == "road_runner"][-1]
+    (run / "evals.jsonl").write_text((run / "evals.jsonl").read_text()
+                                     + json.dumps({**last, "step": last["step"] + 8, "mean_return": 300.0}) + "\n")
+    # Freeway's block: 40 (360,000), 0 (380,000), then 300 for the block-end slot
+    assert row(retention_table.table(tmp_path, last=3), "road_runner")["each seed (own block -> end)"] == \
+        "1346.7 -> 113.3"
