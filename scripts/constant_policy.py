@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             raise BadInput(f"--action {args.action}: not an ALE action (one of {', '.join(Action.__members__)})")
         rows = [row(run, args.action, args.game) for run in args.runs]
     except BadInput as e:
-        print(f"constant_policy.py: {e}", file=sys.stderr)
+        print(f"constant_policy: error: {e}", file=sys.stderr)
         return 2
     print("| run | game | seed | action | mean return | episodes |\n|---|---|---|---|---|---|")
     print("\n".join(rows))

@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             raise BadInput(f"--last {args.last}: give a positive whole number of evaluations")
         print("\n".join(table(args.records, int(args.last))))
     except BadInput as e:
-        print(f"retention_table.py: {e}", file=sys.stderr)
+        print(f"retention_table: error: {e}", file=sys.stderr)
         return 2
     return 0
 
