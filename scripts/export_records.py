@@ -54,6 +54,8 @@ def export(sweep_dir: Path, dest: Path) -> list[str]:
                 shutil.copy2(src / record, tmp / record)
         if (src / "model.zip").exists():
             (tmp / "network.json").write_text(json.dumps(network_size(src / "model.zip")) + "\n")
+        elif (target / "network.json").exists():  # the model was cleared from the sweep since the last export
+            shutil.copy2(target / "network.json", tmp / "network.json")
         shutil.rmtree(target, ignore_errors=True)
         tmp.rename(target)
     rundir.atomic_write(dest / "spec.yaml", (sweep_dir / "spec.yaml").read_text())

@@ -105,3 +105,20 @@ def test_the_export_copies_the_runs_usage_record(tmp_path) -> None:
     copied = state_mod.run_dir(tmp_path / "dest", "ewc-s0")
     assert sorted(p.name for p in copied.iterdir()) == ["config.yaml", "metrics.json", "usage.json"]
     assert (copied / "usage.json").read_bytes() == (run / "usage.json").read_bytes()
+
+
+def test_a_reexport_keeps_the_network_size_when_the_sweep_no_longer_has_the_model(tmp_path) -> None:
+    """Exporting a sweep again after its models were cleared (disk) must not drop the network.json exported before."""
+    from crl.sweep import state as state_mod
+
+    sweep = tmp_path / "sweep"
+    run = state_mod.run_dir(sweep, "finetune-s0")
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text("{}\n")
+    (sweep / "spec.yaml").write_text("base: {}\n")
+    state_mod.save(sweep, {"runs": {"finetune-s0": {"kind": "run", "overrides": {}, "attempts": []}}})
+    exported = state_mod.run_dir(tmp_path / "dest", "finetune-s0")
+    exported.mkdir(parents=True)
+    (exported / "network.json").write_text('{"q_net_values": 10}\n')
+    export_records.export(sweep, tmp_path / "dest")
+    assert (exported / "network.json").read_text() == '{"q_net_values": 10}\n'
