@@ -148,7 +148,7 @@ def test_committed_partial_sweep(capsys: pytest.CaptureFixture[str]) -> None:
     assert "| l2 | l2.lambda_ | 10.0 | 2 of 2 | 0.093, 0.193 | 0.143 | chosen, best |" in lines
     assert "| l2 | l2.lambda_ | 100.0 | 2 of 2 | 0.142, 0.117 | 0.129 |  |" in lines
     assert "| l2 | l2.lambda_ | 10.0 | 0.143 | no |" in lines
-    assert "| redo | redo.tau | incomplete: 0 of 6 runs |  |  |" in lines
+    assert "| cbp | cbp.replacement_rate | incomplete: 0 of 6 runs |  |  |" in lines
 
 
 def test_committed_first_stage_reproduces_the_choices_its_successor_states() -> None:
