@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole MinAtar continual benchmark of docs/results/minatar.md in one command: the tuning stage, the test stage
-# (with the values the tuning stage chose, fixed in benchmarks/minatar.yaml), their small records copied into
-# benchmarks/results/minatar/ and both reports regenerated from those records.
+# (with the values the tuning stage chose, fixed in benchmarks/minatar.yaml), the multi-task reference and the 5x
+# budget check; their small records copied into benchmarks/results/minatar/ and every report regenerated from them.
 #
 #   bash scripts/minatar_benchmark.sh [SWEEP_ROOT]      # sweep directories under SWEEP_ROOT (default: runs)
 #
@@ -9,11 +9,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=${1:-runs}
-for stage in tune test; do
-    spec=benchmarks/minatar.yaml
-    [ "$stage" = tune ] && spec=benchmarks/minatar-tune.yaml
+results=benchmarks/results/minatar
+for stage in tune test multitask 5x; do
+    case $stage in
+        test) spec=benchmarks/minatar.yaml ;;
+        *) spec=benchmarks/minatar-$stage.yaml ;;
+    esac
     python -m crl sweep "$spec" --out "$root/minatar-$stage"
-    python scripts/export_records.py "$root/minatar-$stage" "benchmarks/results/minatar/$stage"
-    rm -rf "benchmarks/results/minatar/$stage/report"
-    python -m crl sweep --report "benchmarks/results/minatar/$stage"
+    python scripts/export_records.py "$root/minatar-$stage" "$results/$stage"
+    rm -rf "$results/$stage/report"
+    python -m crl sweep --report "$results/$stage"
 done
+# The multi-task reference beside the continual methods (its probability of improvement needs fine-tuning's runs).
+rm -rf "$results/multitask/report-with-test"
+python -m crl report $(ls -d "$results"/test/runs/* | grep -v /ref-) "$results"/multitask/runs/* \
+    --reference "$results"/test/runs/ref-* --out "$results/multitask/report-with-test"
