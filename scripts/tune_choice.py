@@ -12,7 +12,7 @@ by their overrides, not their names) and a run is finished when DIR/runs/<name>/
 lacks a finished run for some value and seed is reported incomplete and gets no choice: the rule averages over every
 seed. A method with no swept parameter, or several, gets a row per combination and no choice either.
 
-    python scripts/tune_choice.py benchmarks/results/minatar/tune-in-progress
+    python scripts/tune_choice.py benchmarks/results/minatar/tune
 
 Exit status 2, with one line, when DIR is not a sweep's records (no or unreadable spec.yaml or sweep.json, no runs).
 """

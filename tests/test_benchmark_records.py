@@ -3,7 +3,8 @@
 benchmarks/results/minatar/<stage>/ holds what scripts/export_records.py copied from the sweeps (records only) and
 the report `crl sweep --report` wrote over them. Regenerating the report from the records alone must give the same
 numbers; every table row of docs/results/minatar.md with a number in it must be a row of a regenerated report
-(the tuning or the test stage's) or of the cost table ``scripts/export_records.py --costs`` prints.
+(the tuning or the test stage's), of the cost table ``scripts/export_records.py --costs`` prints or of the tuning
+choices ``scripts/tune_choice.py`` prints.
 """
 
 from __future__ import annotations
@@ -84,6 +85,10 @@ def test_every_table_row_of_the_results_page_is_regenerated(regenerated):
     generated = "\n".join((regenerated[stage] / "report.md").read_text() for stage in STAGES)
     proc = subprocess.run([sys.executable, "scripts/export_records.py", "--costs", str(RESULTS / "test")],
                           capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    generated += "\n" + proc.stdout
+    proc = subprocess.run([sys.executable, "scripts/tune_choice.py", str(RESULTS / "tune")], capture_output=True,
+                          text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     generated += "\n" + proc.stdout
     rows = [line for line in PAGE.read_text().splitlines() if line.startswith("| ") and any(c.isdigit() for c in line)]

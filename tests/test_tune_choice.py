@@ -138,23 +138,26 @@ def test_bad_input_is_one_line_and_exit_status_2(tmp_path: Path, capsys: pytest.
     assert captured.err.startswith("tune_choice: error: ")
 
 
-def test_committed_partial_sweep(capsys: pytest.CaptureFixture[str]) -> None:
+def test_committed_tuning_stage(capsys: pytest.CaptureFixture[str]) -> None:
     # l2 has both seeds for all 5 values (runs/l2-l2.lambda__*-s100{0,1}/metrics.json): means 0.032, 0.059, 0.117,
-    # 0.143, 0.129; the best is 10 (0.143); 100 (0.129) is within 0.02 but larger, 1 (0.117) is not within
-    out = ROOT / "benchmarks/results/minatar/tune-in-progress"
+    # 0.143, 0.129; the best is 10 (0.143); 100 (0.129) is within 0.02 but larger, 1 (0.117) is not within.
+    # replay: 0.1 is the best (0.282), 0.03 (0.273) is within 0.02 and smaller, so it is chosen, at the grid's edge
+    out = ROOT / "benchmarks/results/minatar/tune"
     assert tune_choice.main([str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines == tune_choice.tables(out)  # deterministic: the same lines every time
     assert "| l2 | l2.lambda_ | 10.0 | 2 of 2 | 0.093, 0.193 | 0.143 | chosen, best |" in lines
     assert "| l2 | l2.lambda_ | 100.0 | 2 of 2 | 0.142, 0.117 | 0.129 |  |" in lines
     assert "| l2 | l2.lambda_ | 10.0 | 0.143 | no |" in lines
-    assert "| cbp | cbp.replacement_rate | incomplete: 0 of 6 runs |  |  |" in lines
+    assert "| replay | replay.weight | 0.03 | 0.273 | lowest |" in lines
+    assert "| finetune | none | no rule: no swept parameter |  |  |" in lines
+    assert not [line for line in lines if "incomplete" in line]
 
 
 def test_committed_first_stage_reproduces_the_choices_its_successor_states() -> None:
     # benchmarks/minatar-tune.yaml: the first stage (seed 1000) chose l2 1 (largest), ewc 40, online-ewc 5,
     # hypernet 0.001 and distill 0.3 (smallest); online-ewc 5 and replay 1 win by the tolerance, not as the best
-    got = {m: cells[2:] for m, cells in summary(ROOT / "benchmarks/results/minatar/tune").items()}
+    got = {m: cells[2:] for m, cells in summary(ROOT / "benchmarks/results/minatar/superseded/tune-seed-1000").items()}
     assert got == {"l2": ["1.0", "0.115", "highest"], "ewc": ["40", "0.290", "lowest"],
                    "online-ewc": ["5", "0.192", "lowest"], "hypernet": ["0.001", "0.290", "lowest"],
                    "replay": ["1.0", "0.220", "no"], "distill": ["0.3", "0.251", "lowest"]}
