@@ -27,6 +27,7 @@ from envs.whole_vec_env import WholeVecEnv
 
 GRID = 10  # every MinAtar game plays out on a 10x10 grid
 NUM_ACTIONS = 6  # MinAtar's full action set, shared by all games
+ACTION_NAMES = ("NOOP", "LEFT", "UP", "RIGHT", "DOWN", "FIRE")  # that set in MinAtar's order: n, l, u, r, d, f
 
 
 def _environment(game: str, sticky_actions: float, difficulty_ramping: bool) -> Any:

@@ -14,6 +14,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import constant_policy  # noqa: E402
 
 FREEWAY = ROOT / "benchmarks/results/atari-cpu/candidates/runs/finetune-games_freeway-s0"
+MINATAR = ROOT / "benchmarks/results/minatar/tune/runs/finetune-s1000"
 
 
 @pytest.mark.e2e
@@ -25,6 +26,14 @@ def test_pressing_up_crosses_freeway_on_the_runs_own_evaluation_episodes() -> No
     assert noop[4] == "0.0"
 
 
+def test_pressing_up_on_minatar_freeway_plays_only_that_game() -> None:
+    # MinAtar's full action set is n, l, u, r, d, f: UP is index 2; the run's 10 evaluation episodes, epsilon 0.05
+    up = constant_policy.row(MINATAR, "UP", "minatar/freeway").splitlines()
+    assert len(up) == 1
+    assert up[0].split(" | ")[1:] == ["minatar/freeway", "1000", "UP", "25.0", "30, 26, 38, 21, 35, 24, 32, 23, 11, 10 |"]
+    assert constant_policy.row(MINATAR, "NOOP", "minatar/freeway").split(" | ")[4] == "0.0"
+
+
 def test_bad_input_is_one_line_and_status_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     minimal = shutil.copytree(FREEWAY, tmp_path / "minimal")
     config = (minimal / "config.yaml").read_text()
@@ -34,6 +43,7 @@ def test_bad_input_is_one_line_and_status_2(tmp_path: Path, capsys: pytest.Captu
     assert constant_policy.main([str(FREEWAY), "--action", "JUMP"]) == 2
     assert constant_policy.main([str(FREEWAY), "--game", "pong"]) == 2
     assert constant_policy.main([str(minimal)]) == 2  # UP is index 2 of the full set only
+    assert constant_policy.main([str(MINATAR), "--action", "UPFIRE"]) == 2  # an ALE name MinAtar does not have
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 4 and "not a run directory" in err[0] and "JUMP" in err[1] and "pong" in err[2]
-    assert "full 18-action set" in err[3]
+    assert len(err) == 5 and "not a run directory" in err[0] and "JUMP" in err[1] and "pong" in err[2]
+    assert "full 18-action set" in err[3] and "not a MinAtar action" in err[4]

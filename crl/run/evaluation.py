@@ -117,14 +117,16 @@ def play_episodes(
 
 
 def evaluate_games(agent: Any, cfg: RunConfig, task_ids: Sequence[int],
-                   candidate_task_ids: list[int]) -> list[GameEvaluation]:
-    """One evaluation of every game of the resolved config ``cfg`` as its ``eval`` section says: game ``g`` played
-    with ``task_ids[g]``, or (``eval.task_id: inferred``) each episode with the id it infers among
-    ``candidate_task_ids``."""
+                   candidate_task_ids: list[int], only: Sequence[int] | None = None) -> list[GameEvaluation]:
+    """One evaluation of every game of the resolved config ``cfg`` (or of the games at the indices ``only``) as its
+    ``eval`` section says: game ``g`` played with ``task_ids[g]``, or (``eval.task_id: inferred``) each episode with
+    the id it infers among ``candidate_task_ids``."""
     ev = cfg.eval
     inferred = ev.task_id == "inferred"
     results = []
     for g, game in enumerate(cfg.games):
+        if only is not None and g not in only:
+            continue
         # the same episodes (seeds, exploration coins) at every evaluation of a game: an unchanged policy
         # scores the same, so differences between evaluations are the agent's, not the evaluation's noise
         seed = derive_seed(cfg.seed, seeds.EVALUATION_ENV, g)
