@@ -54,8 +54,10 @@ def export(sweep_dir: Path, dest: Path) -> list[str]:
                 shutil.copy2(src / record, tmp / record)
         if (src / "model.zip").exists():
             (tmp / "network.json").write_text(json.dumps(network_size(src / "model.zip")) + "\n")
-        elif (target / "network.json").exists():  # the model was cleared from the sweep since the last export
-            shutil.copy2(target / "network.json", tmp / "network.json")
+        else:  # the model was cleared from the sweep: a size measured before, by an export into it or into dest
+            kept = next((d / "network.json" for d in (src, target) if (d / "network.json").exists()), None)
+            if kept is not None:
+                shutil.copy2(kept, tmp / "network.json")
         shutil.rmtree(target, ignore_errors=True)
         tmp.rename(target)
     rundir.atomic_write(dest / "spec.yaml", (sweep_dir / "spec.yaml").read_text())
@@ -111,7 +113,7 @@ def costs(dest: Path) -> str:
         if entry["kind"] != "run":
             label = "reference runs (single game)"
         run = state_mod.run_dir(dest, name)
-        network = json.loads((run / "network.json").read_text())
+        network = json.loads((run / "network.json").read_text()) if (run / "network.json").exists() else {}
         usage = run_usage(entry, run)
         if "cpu_s" in usage and not usage["first_attempt_lost"]:
             usage["steps_per_cpu_s"] = env_steps(run) / usage["cpu_s"]
@@ -124,12 +126,14 @@ def costs(dest: Path) -> str:
             return f"{np.mean(values):.1f}" + (f" ({len(values)} runs)" if 0 < len(values) < len(runs) else "") \
                 if values else "not recorded"
 
-        sizes = sorted({n["q_net_values"] for _, n in runs})
+        sizes = sorted({n["q_net_values"] for _, n in runs if "q_net_values" in n})
+        unsized = sum("q_net_values" not in n for _, n in runs)
         lost = sum(usage["first_attempt_lost"] for usage, _ in runs)
         at_least = "at least " if lost else ""
         cpu = at_least + mean("cpu_s", 60) + (f" ({lost} run(s) without their first attempt's record)" if lost else "")
         lines.append(f"| {label} | {len(runs)} | {at_least}{mean('duration_s', 60)} | {cpu} | "
-                     f"{mean('steps_per_cpu_s')} | {mean('max_rss_mib')} | {', '.join(f'{s:,}' for s in sizes)} |")
+                     f"{mean('steps_per_cpu_s')} | {mean('max_rss_mib')} | "
+                     f"{', '.join([*(f'{s:,}' for s in sizes), *([f'not recorded ({unsized} runs)'] if unsized else [])])} |")
     usages = [run_usage(entry, state_mod.run_dir(dest, name)) for name, entry in state["runs"].items()]
     cpu = [u["cpu_s"] for u in usages if "cpu_s" in u]
     lost = sum(u["first_attempt_lost"] for u in usages)

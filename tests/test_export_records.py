@@ -122,3 +122,25 @@ def test_a_reexport_keeps_the_network_size_when_the_sweep_no_longer_has_the_mode
     (exported / "network.json").write_text('{"q_net_values": 10}\n')
     export_records.export(sweep, tmp_path / "dest")
     assert (exported / "network.json").read_text() == '{"q_net_values": 10}\n'
+
+
+def test_a_network_size_in_the_sweeps_run_directory_is_exported(tmp_path) -> None:
+    """A run whose model was cleared but whose directory holds a network.json (measured there before) keeps it."""
+    from crl.sweep import state as state_mod
+
+    sweep = tmp_path / "sweep"
+    run = state_mod.run_dir(sweep, "finetune-s0")
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text("{}\n")
+    (run / "network.json").write_text('{"q_net_values": 12}\n')
+    (sweep / "spec.yaml").write_text("base: {}\n")
+    state_mod.save(sweep, {"runs": {"finetune-s0": {"kind": "run", "overrides": {}, "attempts": []}}})
+    export_records.export(sweep, tmp_path / "dest")
+    assert (state_mod.run_dir(tmp_path / "dest", "finetune-s0") / "network.json").read_text() == '{"q_net_values": 12}\n'
+
+
+def test_a_run_without_a_network_size_costs_a_row_that_says_so(tmp_path) -> None:
+    write_run(tmp_path, "ewc-s0", [{"returncode": 0, "cpu_s": 60.0}], None)
+    (write_run(tmp_path, "ewc-s1", [{"returncode": 0, "cpu_s": 60.0}], None) / "network.json").unlink()
+    row = export_records.costs(tmp_path).splitlines()[2]
+    assert row.endswith("| 10, not recorded (1 runs) |"), row
