@@ -20,7 +20,3 @@ for stage in tune test multitask 5x; do
     rm -rf "$results/$stage/report"
     python -m crl sweep --report "$results/$stage"
 done
-# The multi-task reference beside the continual methods (its probability of improvement needs fine-tuning's runs).
-rm -rf "$results/multitask/report-with-test"
-python -m crl report $(ls -d "$results"/test/runs/* | grep -v /ref-) "$results"/multitask/runs/* \
-    --reference "$results"/test/runs/ref-* --out "$results/multitask/report-with-test"
