@@ -375,3 +375,34 @@ def test_a_sweep_continues_from_exported_records_that_hold_only_its_finished_run
     lock, state = command.prepare(out, sweep, spec_path)
     lock.close()
     assert state["runs"]["finetune-s1"]["status"] == "pending" and state["runs"]["finetune-s0"]["status"] == "pending"
+
+
+def test_a_run_dir_with_only_earlier_costs_is_empty_enough_to_start_in(tmp_path):
+    (tmp_path / rundir.LOCK).touch()
+    (tmp_path / rundir.USAGE).write_text("[]")
+    assert rundir.is_empty(tmp_path)
+    (tmp_path / rundir.EVALS).write_text("")
+    assert not rundir.is_empty(tmp_path)
+
+
+@pytest.mark.e2e
+def test_starting_a_run_over_keeps_what_its_lost_attempt_cost(tmp_path):
+    """An attempt killed before its first checkpoint leaves records but nothing to resume: the sweep starts the run
+    over in the same directory, and usage.json keeps the lost attempt's CPU time beside the new attempt's."""
+    run_dir, config = tmp_path / "runs" / "finetune-s0", tmp_path / "finetune-s0.yaml"
+    config.write_text(yaml.safe_dump({**TINY_BASE, "method": "finetune", "seed": 0}))
+    run_dir.mkdir(parents=True)
+    lost = {"start": "2026-01-01T09:00:00", "mode": "fresh", "from_step": 0, "step": 100, "cpu_s": 7.5,
+            "max_rss_mib": 500.0, "written": "2026-01-01T09:00:09"}
+    (run_dir / rundir.USAGE).write_text(json.dumps([lost]))
+    (run_dir / rundir.EVALS).write_text('{"junk": true}\n')
+    (run_dir / "tb").mkdir()
+    job = {"name": "finetune-s0", "run_dir": str(run_dir), "config_file": str(config),
+           "log_file": str(tmp_path / "logs" / "finetune-s0.log"), "lock_file": str(tmp_path / "locks" / "l")}
+    attempt = execute.run_one(job)
+    assert attempt["returncode"] == 0 and attempt["mode"] == "fresh", attempt
+    usage = json.loads((run_dir / rundir.USAGE).read_text())
+    assert usage[0] == lost and len(usage) == 2
+    assert usage[1]["mode"] == "fresh" and usage[1]["outcome"] == "finished"
+    assert "junk" not in (run_dir / rundir.EVALS).read_text()
+    assert "clearing it (but usage.json)" in (tmp_path / "logs" / "finetune-s0.log").read_text()

@@ -241,8 +241,21 @@ class RunLock:
 
 
 def is_empty(run_dir: Path) -> bool:
-    """True if ``run_dir`` holds nothing but (perhaps) its lock file: a run may start in it."""
-    return all(p.name == LOCK for p in Path(run_dir).iterdir())
+    """True if ``run_dir`` holds nothing but (perhaps) its lock file and ``usage.json``, the cost of attempts that
+    left nothing to resume from: a run may start in it, and adds its attempt to that record."""
+    return all(p.name in (LOCK, USAGE) for p in Path(run_dir).iterdir())
+
+
+def clear_for_fresh_start(run_dir: Path) -> None:
+    """Remove everything a run wrote but ``usage.json`` and the lock: a failed attempt that left no usable
+    checkpoint is started over in the same directory, and what it cost stays on record."""
+    for path in Path(run_dir).iterdir():
+        if path.name in (LOCK, USAGE):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 # --- the experiment's fingerprint --------------------------------------------------------------------

@@ -16,7 +16,6 @@ import concurrent.futures
 import fcntl
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 import crl
+from crl.run import rundir
 from crl.sweep import state as state_mod
 from crl.sweep.child import USAGE_PREFIX
 
@@ -83,8 +83,8 @@ def run_one(job: dict[str, Any], stop: StopFlag | None = None) -> dict[str, Any]
         else:
             attempt["mode"] = "fresh"
             if run_dir.exists():  # an attempt that left no usable checkpoint: nothing to continue from
-                _note(log, f"{run_dir} has no usable checkpoint; removing it and starting over")
-                shutil.rmtree(run_dir)
+                _note(log, f"{run_dir} has no usable checkpoint; clearing it (but usage.json) and starting over")
+                rundir.clear_for_fresh_start(run_dir)
             command = ["train", "--config", str(job["config_file"]), "--run-dir", str(run_dir)]
         argv = [sys.executable, "-m", "crl.sweep.child", str(os.getpid()), sys.executable, "-m", "crl", *command]
         _note(log, f"{attempt['mode']} attempt on {attempt['host']}: crl {' '.join(command)}")
