@@ -140,3 +140,19 @@ def test_reference_level_one_bounds_the_optimality_gap(label):
     agg = aggregate.aggregate_estimates({"finetune": FINETUNE, "ewc": BETTER}, reps=FEW)[label]["optimality_gap"]
     expected = 1.0 - np.minimum({"finetune": FINETUNE, "ewc": BETTER}[label], 1.0).mean()
     assert agg.value == pytest.approx(expected)
+
+
+def test_many_groups_get_a_panel_each_with_the_baseline_in_every_other_panel():
+    from crl.analysis import plots
+
+    taus = [0.0, 0.5, 1.0]
+    profile = {"fraction": [1.0, 0.5, 0.0], "low": [1.0, 0.2, 0.0], "high": [1.0, 0.8, 0.0]}
+    few = plots.performance_profiles(taus, {f"g{i}": profile for i in range(plots.PROFILES_IN_ONE_PANEL)}, "score",
+                                     "g0")
+    assert len(few.axes) == 1 and len(few.axes[0].lines) == plots.PROFILES_IN_ONE_PANEL
+    groups = {f"g{i}": profile for i in range(9)}
+    fig = plots.performance_profiles(taus, groups, "score", "g0")
+    shown = [ax for ax in fig.axes if ax.axison]
+    assert [ax.get_title() for ax in shown] == list(groups)
+    assert [len(ax.lines) for ax in shown] == [1] + [2] * 8  # the baseline's own panel has no second curve
+    assert all(ax.lines[0].get_linestyle() == "--" for ax in shown[1:])

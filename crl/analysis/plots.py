@@ -227,23 +227,58 @@ def aggregate_intervals(estimates: Mapping[str, Mapping[str, Mapping[str, float]
     return fig
 
 
+PROFILES_IN_ONE_PANEL = 6  # more groups than this get a panel each: ten or more curves in one axes cannot be told apart
+
+
 def performance_profiles(taus: Sequence[float], profiles: Mapping[str, Mapping[str, Sequence[float]]],
-                         score_label: str) -> Figure:
+                         score_label: str, baseline: str | None = None) -> Figure:
     """Each group's performance profile (fraction of runs x games with a score above tau) against tau, with its 95%
     band, like rliable's ``plot_performance_profiles``. ``profiles[group]`` holds ``fraction``, ``low`` and ``high``
-    on ``taus`` (summary.json's ``aggregate``)."""
-    fig = _figure(7, 4.2)
-    ax = fig.subplots()
-    for i, (label, p) in enumerate(profiles.items()):
-        ax.plot(taus, p["fraction"], color=_colour(i), linewidth=1.5, label=label)
-        ax.fill_between(taus, p["low"], p["high"], color=_colour(i), alpha=0.15, linewidth=0)
+    on ``taus`` (summary.json's ``aggregate``). Up to ``PROFILES_IN_ONE_PANEL`` groups share one panel; more get one
+    panel each, with ``baseline``'s curve drawn in grey in every panel to read them against."""
+    title = "Performance profiles (95% stratified-bootstrap bands, rliable)"
+    if len(profiles) <= PROFILES_IN_ONE_PANEL:
+        fig = _figure(7, 4.2)
+        ax = fig.subplots()
+        for i, (label, p) in enumerate(profiles.items()):
+            _profile(ax, taus, p, _colour(i), label)
+        _profile_axes(ax, score_label)
+        ax.set_title(title, fontsize=10)
+        fig.legend(loc="outside right center", fontsize=8, frameon=False)
+        return fig
+    columns = 4
+    rows = -(-len(profiles) // columns)
+    fig = _figure(3.0 * columns, 2.4 * rows + 0.5)
+    axes = fig.subplots(rows, columns, sharex=True, sharey=True, squeeze=False).ravel()
+    for i, (ax, (label, p)) in enumerate(zip(axes, profiles.items())):
+        if baseline in profiles and label != baseline:
+            ax.plot(taus, profiles[baseline]["fraction"], color="0.55", linewidth=1.2, linestyle="--", label=baseline)
+        _profile(ax, taus, p, _colour(i), label)
+        ax.set_title(label, fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.set_ylim(-0.02, 1.02)
+    for ax in axes[len(profiles):]:
+        ax.set_axis_off()
+    for ax in axes[::columns]:
+        ax.set_ylabel("fraction above tau", fontsize=8)
+    for ax in axes[max(0, len(profiles) - columns):len(profiles)]:  # the lowest panel of each column
+        ax.xaxis.set_tick_params(labelbottom=True)
+        ax.set_xlabel(f"{score_label} (tau)", fontsize=8)
+    note = f"; dashed grey: {baseline}" if baseline in profiles else ""
+    fig.suptitle(f"{title}{note}", fontsize=10)
+    return fig
+
+
+def _profile(ax: Any, taus: Sequence[float], p: Mapping[str, Sequence[float]], colour: str, label: str) -> None:
+    ax.plot(taus, p["fraction"], color=colour, linewidth=1.5, label=label)
+    ax.fill_between(taus, p["low"], p["high"], color=colour, alpha=0.15, linewidth=0)
+
+
+def _profile_axes(ax: Any, score_label: str) -> None:
     ax.set_xlabel(f"{score_label} (tau)")
     ax.set_ylabel("fraction of runs x games above tau")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
-    ax.set_title("Performance profiles (95% stratified-bootstrap bands, rliable)", fontsize=10)
-    fig.legend(loc="outside right center", fontsize=8, frameon=False)
-    return fig
 
 
 # --- retention heatmaps --------------------------------------------------------------------------------

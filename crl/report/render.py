@@ -84,7 +84,8 @@ def figures(groups: list[Group], summary: dict[str, Any]) -> dict[str, Any]:
         label = f"final {first.normalization.short}"
         out["aggregate_iqm.png"] = plots.aggregate_intervals(aggregate["groups"], label)
         out["performance_profile.png"] = plots.performance_profiles(aggregate["taus"],
-                                                                    aggregate["performance_profiles"], label)
+                                                                    aggregate["performance_profiles"], label,
+                                                                    aggregate["baseline"])
     return out
 
 
