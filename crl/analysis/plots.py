@@ -37,7 +37,15 @@ def _figure(width: float, height: float) -> Figure:
 
 
 def _colour(i: int) -> str:
-    return f"C{i % 10}"
+    """Group ``i``'s colour: matplotlib's ten, then the light shades of tab20 (their lines are dashed, ``_dashes``)."""
+    if i % 20 < 10:
+        return f"C{i % 10}"
+    return colormaps["tab20"](2 * (i % 10) + 1)
+
+
+def _dashes(i: int) -> str:
+    """Group ``i``'s line style: solid for the first ten groups, dashed for the next ten, so no two look alike."""
+    return "-" if i % 20 < 10 else "--"
 
 
 # --- curves --------------------------------------------------------------------------------------------
@@ -63,15 +71,16 @@ def _seed_matrix(series: Sequence[dict[float, float]]) -> tuple[np.ndarray, np.n
     return steps, np.array([[one.get(s, np.nan) for s in steps] for one in series]).reshape(len(series), len(steps))
 
 
-def _plot_seeds(ax, series: Sequence[dict[float, float]], colour: str, label: str) -> None:
-    """Mean over seeds as a line with markers, and its 95% bootstrap band where 2+ seeds have every point."""
+def _plot_seeds(ax, series: Sequence[dict[float, float]], i: int, label: str) -> None:
+    """Group ``i``'s mean over seeds as a line with markers, and its 95% bootstrap band where 2+ seeds have every
+    point."""
     steps, values = _seed_matrix(series)
     if len(steps) == 0:
         return
     mean, low, high = seed_band(values)
-    ax.plot(steps, mean, color=colour, marker="o", markersize=3, linewidth=1.5, label=label)
+    ax.plot(steps, mean, color=_colour(i), linestyle=_dashes(i), marker="o", markersize=3, linewidth=1.5, label=label)
     if np.isfinite(low).any():
-        ax.fill_between(steps, low, high, color=colour, alpha=0.2, linewidth=0)
+        ax.fill_between(steps, low, high, color=_colour(i), alpha=0.2, linewidth=0)
 
 
 def _shade_blocks(ax, blocks: Sequence[Record], own_game: str | None = None, label: bool = True) -> None:
@@ -120,7 +129,7 @@ def plasticity_curves(records_by_label: Mapping[str, Sequence[Sequence[Record]]]
     for ax, (measure, title) in zip(axes, PLASTICITY_PANELS):
         _shade_blocks(ax, blocks)
         for i, (label, runs) in enumerate(records_by_label.items()):
-            _plot_seeds(ax, [_plasticity_series(recs, measure) for recs in runs], _colour(i),
+            _plot_seeds(ax, [_plasticity_series(recs, measure) for recs in runs], i,
                         _legend_label(label, len(runs)))
         ax.set_title(title, fontsize=10)
         ax.margins(y=0.15)
@@ -159,7 +168,7 @@ def method_curves(
             _shade_blocks(ax, blocks, own_game=game)
             for i, (label, runs) in enumerate(records_by_label.items()):
                 series = [_series(recs, game, field) for recs in runs]
-                _plot_seeds(ax, series, _colour(i), _legend_label(label, len(runs)))
+                _plot_seeds(ax, series, i, _legend_label(label, len(runs)))
             ax.set_title(f"{game}: {FIELD_LABELS.get(field, field)}", fontsize=10)
             ax.set_ylabel(FIELD_LABELS.get(field, field), fontsize=8)
             ax.margins(y=0.15)  # room for the block labels
@@ -188,7 +197,7 @@ def total_clipped_curves(records_by_label: Mapping[str, Sequence[Sequence[Record
     ax = fig.subplots()
     _shade_blocks(ax, blocks)
     for i, (label, runs) in enumerate(records_by_label.items()):
-        _plot_seeds(ax, [_total_clipped_series(recs, games, norm.key) for recs in runs], _colour(i),
+        _plot_seeds(ax, [_total_clipped_series(recs, games, norm.key) for recs in runs], i,
                     _legend_label(label, len(runs)))
     ax.axhline(len(games), color="black", linestyle="--", linewidth=1,
                label=f"maximum ({len(games)} games at {norm.level})")
@@ -241,7 +250,7 @@ def performance_profiles(taus: Sequence[float], profiles: Mapping[str, Mapping[s
         fig = _figure(7, 4.2)
         ax = fig.subplots()
         for i, (label, p) in enumerate(profiles.items()):
-            _profile(ax, taus, p, _colour(i), label)
+            _profile(ax, taus, p, i, label)
         _profile_axes(ax, score_label)
         ax.set_title(title, fontsize=10)
         fig.legend(loc="outside right center", fontsize=8, frameon=False)
@@ -253,7 +262,7 @@ def performance_profiles(taus: Sequence[float], profiles: Mapping[str, Mapping[s
     for i, (ax, (label, p)) in enumerate(zip(axes, profiles.items())):
         if baseline in profiles and label != baseline:
             ax.plot(taus, profiles[baseline]["fraction"], color="0.55", linewidth=1.2, linestyle="--", label=baseline)
-        _profile(ax, taus, p, _colour(i), label)
+        _profile(ax, taus, p, i, label)
         ax.set_title(label, fontsize=8)
         ax.grid(alpha=0.3)
         ax.set_ylim(-0.02, 1.02)
@@ -269,9 +278,9 @@ def performance_profiles(taus: Sequence[float], profiles: Mapping[str, Mapping[s
     return fig
 
 
-def _profile(ax: Any, taus: Sequence[float], p: Mapping[str, Sequence[float]], colour: str, label: str) -> None:
-    ax.plot(taus, p["fraction"], color=colour, linewidth=1.5, label=label)
-    ax.fill_between(taus, p["low"], p["high"], color=colour, alpha=0.15, linewidth=0)
+def _profile(ax: Any, taus: Sequence[float], p: Mapping[str, Sequence[float]], i: int, label: str) -> None:
+    ax.plot(taus, p["fraction"], color=_colour(i), linestyle=_dashes(i), linewidth=1.5, label=label)
+    ax.fill_between(taus, p["low"], p["high"], color=_colour(i), alpha=0.15, linewidth=0)
 
 
 def _profile_axes(ax: Any, score_label: str) -> None:
