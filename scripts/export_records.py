@@ -77,11 +77,21 @@ def run_usage(entry: dict, run: Path | None = None) -> dict[str, float]:
     if own:
         began = min(a["start"] for a in own)
         before = [a for a in entry["attempts"] if a.get("end", began) < began]
-        counted = [*before, *own]
+        counted = [*before, *(_with_sweeps_figures(a, entry["attempts"]) for a in own)]
         usage.update(_totals([{k: a[k] for k in ("cpu_s", "max_rss_mib") if k in a} for a in counted]))
     # a run whose earliest counted attempt is a resume lost its first attempt's record: its CPU is a lower bound
     usage["first_attempt_lost"] = bool(counted) and min(counted, key=lambda a: a.get("start", "")).get("mode") == "resume"
     return usage
+
+
+def _with_sweeps_figures(own: dict, sweeps: list[dict]) -> dict:
+    """A run's own record of an attempt, with the sweep's figures where they are larger: an attempt killed before
+    its first checkpoint (no ``outcome``) recorded only its start, while a sweep that saw it die has its whole cost."""
+    if "outcome" in own:
+        return own
+    same = [s for s in sweeps if s.get("start", "~") <= own["start"] <= s.get("end", "")]
+    return {**own, **{key: max(own.get(key, 0.0), *(s[key] for s in same if key in s))
+                      for key in ("cpu_s", "max_rss_mib") if any(key in s for s in same)}}
 
 
 def _totals(attempts: list[dict]) -> dict[str, float]:

@@ -155,12 +155,11 @@ def test_many_groups_get_a_panel_each_with_the_baseline_in_every_other_panel():
     shown = [ax for ax in fig.axes if ax.axison]
     assert [ax.get_title() for ax in shown] == list(groups)
     assert [len(ax.lines) for ax in shown] == [1] + [2] * 8  # the baseline's own panel has no second curve
-    assert all(ax.lines[0].get_linestyle() == "--" for ax in shown[1:])
+    assert all(ax.lines[0].get_linestyle() == ":" and ax.lines[1].get_linestyle() == "-" for ax in shown[1:])
 
 
-def test_up_to_twenty_groups_never_share_a_colour_and_line_style():
+def test_up_to_forty_groups_never_share_a_colour_and_line_style():
     from crl.analysis import plots
 
-    looks = {(str(plots._colour(i)), plots._dashes(i)) for i in range(20)}
-    assert len(looks) == 20
+    assert len({(str(plots._colour(i)), plots._dashes(i)) for i in range(40)}) == 40
     assert len({str(plots._colour(i)) for i in range(20)}) == 20

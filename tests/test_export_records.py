@@ -144,3 +144,19 @@ def test_a_run_without_a_network_size_costs_a_row_that_says_so(tmp_path) -> None
     (write_run(tmp_path, "ewc-s1", [{"returncode": 0, "cpu_s": 60.0}], None) / "network.json").unlink()
     row = export_records.costs(tmp_path).splitlines()[2]
     assert row.endswith("| 10, not recorded (1 runs) |"), row
+
+
+def test_an_attempt_killed_before_its_first_checkpoint_costs_what_the_sweep_saw(tmp_path) -> None:
+    """The run's own record of such an attempt holds only its start (4 s); the sweep that saw it die has 600 s. The
+    run was started over in the same directory, so usage.json holds both attempts: each is counted once, fully."""
+    sweep = [{"start": "2026-01-01T09:00:00", "end": "2026-01-01T09:30:00", "mode": "fresh", "returncode": -9,
+              "duration_s": 1800.0, "cpu_s": 600.0, "max_rss_mib": 900.0},
+             {"start": "2026-01-01T10:00:00", "end": "2026-01-01T10:50:00", "mode": "fresh", "returncode": 0,
+              "duration_s": 3000.0, "cpu_s": 3000.0, "max_rss_mib": 700.0}]
+    own = [{"start": "2026-01-01T09:00:05", "mode": "fresh", "from_step": 0, "step": 0, "cpu_s": 4.0,
+            "max_rss_mib": 400.0},
+           {"start": "2026-01-01T10:00:05", "mode": "fresh", "from_step": 0, "step": 6000, "cpu_s": 2999.0,
+            "max_rss_mib": 700.0, "outcome": "finished"}]
+    run = write_run(tmp_path, "ewc-s0", sweep, own)
+    usage = export_records.run_usage({"attempts": sweep}, run)
+    assert usage["cpu_s"] == 3599.0 and usage["max_rss_mib"] == 900.0 and not usage["first_attempt_lost"]

@@ -36,39 +36,17 @@ def _figure(width: float, height: float) -> Figure:
     return fig
 
 
-def _colour(i: int) -> str:
-    """Group ``i``'s colour: matplotlib's ten, then the light shades of tab20 (their lines are dashed, ``_dashes``)."""
-    if i % 20 < 10:
+def _colour(i: int) -> str | tuple[float, ...]:
+    """Group ``i``'s colour: matplotlib's ten for the first ten groups, the light shades of tab20 for the next ten,
+    and so on alternately; ``_dashes`` changes every ten groups too, so forty groups look different."""
+    if (i // 10) % 2 == 0:
         return f"C{i % 10}"
     return colormaps["tab20"](2 * (i % 10) + 1)
 
 
 def _dashes(i: int) -> str:
-    """Group ``i``'s line style: solid for the first ten groups, dashed for the next ten, so no two look alike."""
-    return "-" if i % 20 < 10 else "--"
-
-
-# --- curves --------------------------------------------------------------------------------------------
-
-
-def _series(records: Sequence[Record], game: str, field: str) -> dict[float, float]:
-    """step -> value of ``field`` for ``game`` (null values skipped; a repeated step keeps the last record)."""
-    return {float(r["step"]): float(r[field]) for r in records if r["game"] == game and r.get(field) is not None}
-
-
-def _total_clipped_series(records: Sequence[Record], games: Sequence[str], key: str) -> dict[float, float]:
-    """step -> total clipped normalized score (field ``key``), at the steps where every game of the sequence has one."""
-    by_step: dict[float, dict[str, float]] = {}
-    for r in records:
-        if r.get(key) is not None:
-            by_step.setdefault(float(r["step"]), {})[r["game"]] = float(r[key])
-    return {s: total_clipped(np.array([v[g] for g in games])) for s, v in by_step.items() if set(games) <= set(v)}
-
-
-def _seed_matrix(series: Sequence[dict[float, float]]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-seed series on the union of their steps: (steps, seeds x steps array with NaN where a seed lacks one)."""
-    steps = np.array(sorted({s for one in series for s in one}))
-    return steps, np.array([[one.get(s, np.nan) for s in steps] for one in series]).reshape(len(series), len(steps))
+    """Group ``i``'s line style: solid, dashed, dotted, dash-dot, each for ten groups in turn."""
+    return ("-", "--", ":", "-.")[(i // 10) % 4]
 
 
 def _plot_seeds(ax, series: Sequence[dict[float, float]], i: int, label: str) -> None:
@@ -244,7 +222,7 @@ def performance_profiles(taus: Sequence[float], profiles: Mapping[str, Mapping[s
     """Each group's performance profile (fraction of runs x games with a score above tau) against tau, with its 95%
     band, like rliable's ``plot_performance_profiles``. ``profiles[group]`` holds ``fraction``, ``low`` and ``high``
     on ``taus`` (summary.json's ``aggregate``). Up to ``PROFILES_IN_ONE_PANEL`` groups share one panel; more get one
-    panel each, with ``baseline``'s curve drawn in grey in every panel to read them against."""
+    panel each, with ``baseline``'s curve dotted black in every other panel to read them against."""
     title = "Performance profiles (95% stratified-bootstrap bands, rliable)"
     if len(profiles) <= PROFILES_IN_ONE_PANEL:
         fig = _figure(7, 4.2)
@@ -259,10 +237,10 @@ def performance_profiles(taus: Sequence[float], profiles: Mapping[str, Mapping[s
     rows = -(-len(profiles) // columns)
     fig = _figure(3.0 * columns, 2.4 * rows + 0.5)
     axes = fig.subplots(rows, columns, sharex=True, sharey=True, squeeze=False).ravel()
-    for i, (ax, (label, p)) in enumerate(zip(axes, profiles.items())):
+    for ax, (label, p) in zip(axes, profiles.items()):
         if baseline in profiles and label != baseline:
-            ax.plot(taus, profiles[baseline]["fraction"], color="0.55", linewidth=1.2, linestyle="--", label=baseline)
-        _profile(ax, taus, p, i, label)
+            ax.plot(taus, profiles[baseline]["fraction"], color="black", linewidth=1.2, linestyle=":", label=baseline)
+        _profile(ax, taus, p, 0, label)  # its panel's one curve: one solid colour, never the baseline's
         ax.set_title(label, fontsize=8)
         ax.grid(alpha=0.3)
         ax.set_ylim(-0.02, 1.02)
@@ -273,7 +251,7 @@ def performance_profiles(taus: Sequence[float], profiles: Mapping[str, Mapping[s
     for ax in axes[max(0, len(profiles) - columns):len(profiles)]:  # the lowest panel of each column
         ax.xaxis.set_tick_params(labelbottom=True)
         ax.set_xlabel(f"{score_label} (tau)", fontsize=8)
-    note = f"; dashed grey: {baseline}" if baseline in profiles else ""
+    note = f"; dotted black: {baseline}" if baseline in profiles else ""
     fig.suptitle(f"{title}{note}", fontsize=10)
     return fig
 

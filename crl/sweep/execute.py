@@ -2,7 +2,8 @@
 
 :func:`run_one` is what a worker does for one run, here or on a Ray node: take the run's lock (a previous attempt
 still stopping holds it), then resume the run from its newest good checkpoint (``crl train --resume``) or start it
-fresh (a directory left without a usable checkpoint is removed first), wait, and report how it went. The child runs
+fresh (a directory left without a usable checkpoint is cleared first, all but ``usage.json``: what the lost attempt
+cost stays on record), wait, and report how it went. The child runs
 in its own session, so a Ctrl-C at the terminal reaches the sweep alone, which stops each run once (SIGTERM: the run
 checkpoints and exits); if the sweep dies, the child's parent-death signal does the same (crl.sweep.child).
 
