@@ -49,6 +49,29 @@ def _dashes(i: int) -> str:
     return ("-", "--", ":", "-.")[(i // 10) % 4]
 
 
+# --- curves --------------------------------------------------------------------------------------------
+
+
+def _series(records: Sequence[Record], game: str, field: str) -> dict[float, float]:
+    """step -> value of ``field`` for ``game`` (null values skipped; a repeated step keeps the last record)."""
+    return {float(r["step"]): float(r[field]) for r in records if r["game"] == game and r.get(field) is not None}
+
+
+def _total_clipped_series(records: Sequence[Record], games: Sequence[str], key: str) -> dict[float, float]:
+    """step -> total clipped normalized score (field ``key``), at the steps where every game of the sequence has one."""
+    by_step: dict[float, dict[str, float]] = {}
+    for r in records:
+        if r.get(key) is not None:
+            by_step.setdefault(float(r["step"]), {})[r["game"]] = float(r[key])
+    return {s: total_clipped(np.array([v[g] for g in games])) for s, v in by_step.items() if set(games) <= set(v)}
+
+
+def _seed_matrix(series: Sequence[dict[float, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-seed series on the union of their steps: (steps, seeds x steps array with NaN where a seed lacks one)."""
+    steps = np.array(sorted({s for one in series for s in one}))
+    return steps, np.array([[one.get(s, np.nan) for s in steps] for one in series]).reshape(len(series), len(steps))
+
+
 def _plot_seeds(ax, series: Sequence[dict[float, float]], i: int, label: str) -> None:
     """Group ``i``'s mean over seeds as a line with markers, and its 95% bootstrap band where 2+ seeds have every
     point."""
