@@ -406,3 +406,11 @@ def test_starting_a_run_over_keeps_what_its_lost_attempt_cost(tmp_path):
     assert usage[1]["mode"] == "fresh" and usage[1]["outcome"] == "finished"
     assert "junk" not in (run_dir / rundir.EVALS).read_text()
     assert "clearing it (but usage.json)" in (tmp_path / "logs" / "finetune-s0.log").read_text()
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "benchmarks").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_committed_benchmark_spec_expands_into_runs_that_resolve(path):
+    """A committed spec whose runs would fail to resolve (an unknown key, a value out of range, methods that cannot
+    be combined) is caught here, not hours into a sweep: expand resolves and builds every run's configuration."""
+    sweep = spec.expand(spec.load(path), source=str(path))
+    assert sweep.runs and all(r.config.method for r in sweep.runs)
