@@ -107,16 +107,24 @@ def test_the_export_copies_the_runs_usage_record(tmp_path) -> None:
     assert (copied / "usage.json").read_bytes() == (run / "usage.json").read_bytes()
 
 
+def finished_sweep(tmp_path: Path, name: str = "finetune-s0") -> tuple[Path, Path]:
+    """A sweep directory with one finished run (its metrics.json) and no model: (sweep dir, the run's dir)."""
+    from crl.sweep import state as state_mod
+
+    sweep = tmp_path / "sweep"
+    run = state_mod.run_dir(sweep, name)
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text("{}\n")
+    (sweep / "spec.yaml").write_text("base: {}\n")
+    state_mod.save(sweep, {"runs": {name: {"kind": "run", "overrides": {}, "attempts": []}}})
+    return sweep, run
+
+
 def test_a_reexport_keeps_the_network_size_when_the_sweep_no_longer_has_the_model(tmp_path) -> None:
     """Exporting a sweep again after its models were cleared (disk) must not drop the network.json exported before."""
     from crl.sweep import state as state_mod
 
-    sweep = tmp_path / "sweep"
-    run = state_mod.run_dir(sweep, "finetune-s0")
-    run.mkdir(parents=True)
-    (run / "metrics.json").write_text("{}\n")
-    (sweep / "spec.yaml").write_text("base: {}\n")
-    state_mod.save(sweep, {"runs": {"finetune-s0": {"kind": "run", "overrides": {}, "attempts": []}}})
+    sweep, _ = finished_sweep(tmp_path)
     exported = state_mod.run_dir(tmp_path / "dest", "finetune-s0")
     exported.mkdir(parents=True)
     (exported / "network.json").write_text('{"q_net_values": 10}\n')
@@ -128,13 +136,8 @@ def test_a_network_size_in_the_sweeps_run_directory_is_exported(tmp_path) -> Non
     """A run whose model was cleared but whose directory holds a network.json (measured there before) keeps it."""
     from crl.sweep import state as state_mod
 
-    sweep = tmp_path / "sweep"
-    run = state_mod.run_dir(sweep, "finetune-s0")
-    run.mkdir(parents=True)
-    (run / "metrics.json").write_text("{}\n")
+    sweep, run = finished_sweep(tmp_path)
     (run / "network.json").write_text('{"q_net_values": 12}\n')
-    (sweep / "spec.yaml").write_text("base: {}\n")
-    state_mod.save(sweep, {"runs": {"finetune-s0": {"kind": "run", "overrides": {}, "attempts": []}}})
     export_records.export(sweep, tmp_path / "dest")
     assert (state_mod.run_dir(tmp_path / "dest", "finetune-s0") / "network.json").read_text() == '{"q_net_values": 12}\n'
 
